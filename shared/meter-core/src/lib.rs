@@ -1,0 +1,279 @@
+//! # meter-core: bedrock-meter's domain pipeline
+//!
+//! Pure, synchronous Rust with no AWS SDK: everything from the bytes a
+//! delivery hands us to the per-key deltas a store commits.
+//!
+//! ```text
+//! bytes ──decode──▶ log events ──parse──▶ InvocationRecord ──resolve──▶ user, model, day
+//!                                                   └──price──▶ exact cost ──aggregate──▶ deltas
+//! ```
+//!
+//! - [`decode`]: Lambda events, on-failure destination records, decoded
+//!   payloads, newline-delimited records and gzip of any, with a cap on
+//!   decompression.
+//! - [`record`]: a borrowing, tolerant parse that never builds prompt or
+//!   answer bodies.
+//! - [`resolve`]: user attribution, model routes, UTC days.
+//! - [`pricing`] and [`money`]: the versioned price table and integer
+//!   pico-dollar arithmetic; a missing rate is flagged, never $0.
+//! - [`aggregate`]: one delta per (user, model, day) and the three rollups.
+//!
+//! [`Meter`] wires the steps for one payload. Invariants: nothing here
+//! panics on any input; no record content beyond ids, model ids, user ids and
+//! counts leaves this crate.
+
+pub mod aggregate;
+pub mod decode;
+pub mod money;
+pub mod pricing;
+pub mod record;
+pub mod resolve;
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+
+pub use aggregate::{aggregate, AggregateKey, Contribution, Counters, Delta};
+pub use decode::{BatchKind, DecodeError, DecodeLimits, LogEvent};
+pub use money::Usd;
+pub use pricing::{Price, PriceTable, PriceTableError, UnpricedReason};
+pub use record::RecordError;
+pub use resolve::{Day, Month};
+
+/// The default `requestMetadata` key that names the user.
+pub const DEFAULT_USER_METADATA_KEY: &str = "user";
+
+/// The model recorded when a record has no `modelId`.
+pub const UNKNOWN_MODEL: &str = "unknown";
+
+/// Settings of the pipeline.
+#[derive(Debug, Clone)]
+pub struct Meter {
+    pub prices: PriceTable,
+    pub user_metadata_key: String,
+    pub limits: DecodeLimits,
+}
+
+/// One invocation, resolved and priced: everything the store needs, and no
+/// content.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeteredRecord {
+    /// The idempotency identity: `r:<requestId>`, else `e:<log event id>`,
+    /// else `h:<sha256 of the record text>`.
+    pub record_id: String,
+    /// Where to find the record: its log event id or `line N`.
+    pub location: String,
+    pub user: String,
+    pub principal: Option<String>,
+    /// `modelId` exactly as logged.
+    pub model: String,
+    pub day: Day,
+    /// The record's own timestamp, epoch seconds.
+    pub timestamp: i64,
+    /// This record's contribution (invocations = 1).
+    pub counters: Counters,
+    pub unpriced: Option<UnpricedReason>,
+}
+
+impl Contribution for MeteredRecord {
+    fn record_id(&self) -> &str {
+        &self.record_id
+    }
+    fn user(&self) -> &str {
+        &self.user
+    }
+    fn model(&self) -> &str {
+        &self.model
+    }
+    fn day(&self) -> Day {
+        self.day
+    }
+    fn counters(&self) -> &Counters {
+        &self.counters
+    }
+}
+
+/// A record that was skipped, with where to find it and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedRecord {
+    pub location: String,
+    pub error: RecordError,
+}
+
+/// The result of metering one payload.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeteredBatch {
+    pub kind: BatchKind,
+    /// Log events seen (records plus skipped plus in-batch duplicates).
+    pub events: usize,
+    /// Distinct records, in input order.
+    pub records: Vec<MeteredRecord>,
+    pub skipped: Vec<SkippedRecord>,
+    /// Records whose id already appeared earlier in the same payload.
+    pub duplicates_in_batch: usize,
+}
+
+impl Meter {
+    /// A meter with the built-in price table and default settings.
+    pub fn with_defaults() -> Meter {
+        Meter {
+            prices: PriceTable::builtin(),
+            user_metadata_key: DEFAULT_USER_METADATA_KEY.to_string(),
+            limits: DecodeLimits::default(),
+        }
+    }
+
+    /// Decodes, parses, resolves and prices one payload of any accepted
+    /// shape. A payload that cannot be decoded at all is an error (nothing
+    /// was counted); bad records inside it are skipped and reported.
+    pub fn meter_payload(&self, input: &[u8]) -> Result<MeteredBatch, DecodeError> {
+        let payload = decode::unwrap_payload(input, self.limits)?;
+        let batch = decode::parse_payload(&payload)?;
+        Ok(self.meter_events(batch.kind, &batch.events))
+    }
+
+    /// Meters already-decoded log events.
+    pub fn meter_events(&self, kind: BatchKind, events: &[LogEvent<'_>]) -> MeteredBatch {
+        let mut out = MeteredBatch {
+            kind,
+            events: events.len(),
+            records: Vec::with_capacity(events.len()),
+            skipped: Vec::new(),
+            duplicates_in_batch: 0,
+        };
+        let mut seen: HashSet<String> = HashSet::with_capacity(events.len());
+        for event in events {
+            match self.meter_event(event) {
+                Ok(r) => {
+                    if seen.contains(&r.record_id) {
+                        out.duplicates_in_batch += 1;
+                    } else {
+                        seen.insert(r.record_id.clone());
+                        out.records.push(r);
+                    }
+                }
+                Err(error) => out.skipped.push(SkippedRecord {
+                    location: event.id.to_string(),
+                    error,
+                }),
+            }
+        }
+        out
+    }
+
+    /// Meters one log event.
+    pub fn meter_event(&self, event: &LogEvent<'_>) -> Result<MeteredRecord, RecordError> {
+        let rec = record::parse_record(&event.message, &self.user_metadata_key)?;
+        let who = resolve::attribute(rec.metadata_user.as_deref(), rec.identity_arn.as_deref());
+        let day = Day::of(rec.timestamp);
+        let model = rec.model_id.as_deref();
+        let price = self
+            .prices
+            .price(model, rec.region.as_deref(), day, &rec.tokens);
+        let (cost, unpriced) = match price {
+            Price::Priced(c) => (c, None),
+            Price::Unpriced(reason) => (Usd::ZERO, Some(reason)),
+        };
+        let record_id = match (&rec.request_id, event.id_is_event_id) {
+            (Some(id), _) => format!("r:{id}"),
+            (None, true) => format!("e:{}", event.id),
+            (None, false) => format!("h:{:x}", Sha256::digest(event.message.as_bytes())),
+        };
+        Ok(MeteredRecord {
+            record_id,
+            location: event.id.to_string(),
+            user: who.user,
+            principal: who.principal,
+            model: model.unwrap_or(UNKNOWN_MODEL).to_string(),
+            day,
+            timestamp: rec.timestamp.unix_timestamp(),
+            counters: Counters {
+                invocations: 1,
+                errors: u128::from(rec.error_code.is_some()),
+                input_tokens: rec.tokens.input.into(),
+                output_tokens: rec.tokens.output.into(),
+                cache_read_input_tokens: rec.tokens.cache_read.into(),
+                cache_write_input_tokens: rec.tokens.cache_write.into(),
+                unpriced_invocations: u128::from(unpriced.is_some()),
+                cost_usd: cost,
+            },
+            unpriced,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::borrow::Cow;
+
+    fn ev<'a>(id: &'a str, message: &'a str) -> LogEvent<'a> {
+        LogEvent {
+            id: Cow::Borrowed(id),
+            id_is_event_id: true,
+            timestamp_ms: None,
+            message: Cow::Borrowed(message),
+        }
+    }
+
+    #[test]
+    fn a_batch_mixing_good_and_malformed_records_counts_every_good_one_and_reports_each_bad_one() {
+        let good1 = r#"{"schemaType":"ModelInvocationLog","timestamp":"2026-11-01T10:00:00Z","requestId":"a","modelId":"amazon.nova-micro-v1:0","region":"us-east-1","input":{"inputTokenCount":1000000},"output":{"outputTokenCount":1000000},"identity":{"arn":"arn:aws:sts::1:assumed-role/R/alice"}}"#;
+        let good2 = r#"{"schemaType":"ModelInvocationLog","timestamp":"2026-11-01T11:00:00Z","modelId":"acme.unknown","input":{"inputTokenCount":5}}"#;
+        let events = [
+            ev("1", good1),
+            ev("2", "not json"),
+            ev(
+                "3",
+                r#"{"modelId":"m","timestamp":"2026-11-01T00:00:00Z","input":{"inputTokenCount":-1}}"#,
+            ),
+            ev("4", good2),
+            ev("5", good1),
+            ev("6", r#"{"modelId":"m"}"#),
+        ];
+        let m = Meter::with_defaults();
+        let batch = m.meter_events(BatchKind::Lines, &events);
+        assert_eq!(batch.events, 6);
+        let ids: Vec<_> = batch.records.iter().map(|r| r.record_id.as_str()).collect();
+        assert_eq!(ids, ["r:a", "e:4"]);
+        assert_eq!(batch.duplicates_in_batch, 1);
+        let skipped: Vec<_> = batch
+            .skipped
+            .iter()
+            .map(|s| (s.location.as_str(), s.error.reason_label()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                ("2", "not_json"),
+                ("3", "bad_token_count"),
+                ("6", "missing_timestamp")
+            ]
+        );
+        let a = &batch.records[0];
+        assert_eq!(a.user, "alice");
+        assert_eq!(a.counters.cost_usd.to_string(), "0.175");
+        assert_eq!(a.unpriced, None);
+        let b = &batch.records[1];
+        assert_eq!(b.user, resolve::UNKNOWN_USER);
+        assert_eq!(b.counters.unpriced_invocations, 1);
+        assert_eq!(b.counters.cost_usd, Usd::ZERO);
+        assert_eq!(b.counters.input_tokens, 5);
+    }
+
+    #[test]
+    fn records_without_request_or_event_id_get_a_content_hash_id() {
+        let msg = r#"{"modelId":"m","timestamp":"2026-11-01T00:00:00Z"}"#;
+        let mut e = ev("line 1", msg);
+        e.id_is_event_id = false;
+        let m = Meter::with_defaults();
+        let a = m.meter_event(&e).unwrap();
+        e.id = Cow::Borrowed("line 7");
+        let b = m.meter_event(&e).unwrap();
+        assert!(a.record_id.starts_with("h:"));
+        assert_eq!(
+            a.record_id, b.record_id,
+            "same record, same id wherever it sits"
+        );
+    }
+}

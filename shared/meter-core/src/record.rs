@@ -1,0 +1,481 @@
+//! Parsing one invocation record: borrowing, tolerant, typed.
+//!
+//! Only the fields metering needs are declared. Everything else, including
+//! `input.inputBodyJson` and `output.outputBodyJson` (prompts and answers, up
+//! to 100 KB each), is skipped by the JSON scanner without being built or
+//! copied. Every field is optional; unknown fields are ignored.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Deserialize;
+use time::OffsetDateTime;
+
+use crate::decode::{redacted_serde_reason, truncate_for_log};
+
+/// Why one record was skipped. Never carries record content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("not JSON: {0}")]
+    NotJson(String),
+    #[error("not an invocation record: {0}")]
+    NotInvocationRecord(String),
+    #[error("invalid token count: {0}")]
+    BadTokenCount(String),
+    #[error("invalid timestamp: {0}")]
+    BadTimestamp(String),
+    #[error("missing timestamp: the record has no `timestamp`, so its day is unknown")]
+    MissingTimestamp,
+    #[error("wrong shape: {0}")]
+    WrongShape(String),
+}
+
+impl RecordError {
+    /// A short stable label for metrics and summaries.
+    pub fn reason_label(&self) -> &'static str {
+        match self {
+            RecordError::NotJson(_) => "not_json",
+            RecordError::NotInvocationRecord(_) => "not_invocation_record",
+            RecordError::BadTokenCount(_) => "bad_token_count",
+            RecordError::BadTimestamp(_) => "bad_timestamp",
+            RecordError::MissingTimestamp => "missing_timestamp",
+            RecordError::WrongShape(_) => "wrong_shape",
+        }
+    }
+}
+
+/// The metering-relevant view of one invocation record, borrowing from the
+/// message text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvocationRecord<'a> {
+    pub timestamp: OffsetDateTime,
+    pub request_id: Option<Cow<'a, str>>,
+    pub model_id: Option<Cow<'a, str>>,
+    pub region: Option<Cow<'a, str>>,
+    pub identity_arn: Option<Cow<'a, str>>,
+    /// The value of the configured `requestMetadata` key, if a string.
+    pub metadata_user: Option<Cow<'a, str>>,
+    pub error_code: Option<Cow<'a, str>>,
+    pub tokens: TokenCounts,
+}
+
+/// Token counts of one record. The three input counters are disjoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TokenCounts {
+    pub input: u64,
+    pub output: u64,
+    pub cache_read: u64,
+    pub cache_write: u64,
+}
+
+impl TokenCounts {
+    pub fn is_zero(&self) -> bool {
+        self.input == 0 && self.output == 0 && self.cache_read == 0 && self.cache_write == 0
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawRecord<'a> {
+    #[serde(borrow, default)]
+    schema_type: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    timestamp: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    request_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    model_id: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    region: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    identity: Option<RawIdentity<'a>>,
+    #[serde(borrow, default)]
+    request_metadata: Option<Metadata<'a>>,
+    #[serde(default)]
+    input: Option<RawInput>,
+    #[serde(default)]
+    output: Option<RawOutput>,
+    #[serde(borrow, default)]
+    error_code: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct RawIdentity<'a> {
+    #[serde(borrow, default)]
+    arn: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawInput {
+    #[serde(default)]
+    input_token_count: Option<TokenCount>,
+    #[serde(default)]
+    cache_read_input_token_count: Option<TokenCount>,
+    #[serde(default)]
+    cache_write_input_token_count: Option<TokenCount>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RawOutput {
+    #[serde(default)]
+    output_token_count: Option<TokenCount>,
+}
+
+/// A token count: a non-negative integer that fits in 64 bits.
+#[derive(Debug, Clone, Copy)]
+struct TokenCount(u64);
+
+const TOKEN_ERROR_PREFIX: &str = "token count ";
+
+impl<'de> Deserialize<'de> for TokenCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = TokenCount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a non-negative integer token count")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<TokenCount, E> {
+                Ok(TokenCount(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<TokenCount, E> {
+                u64::try_from(v)
+                    .map(TokenCount)
+                    .map_err(|_| E::custom(format!("{TOKEN_ERROR_PREFIX}is negative ({v})")))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<TokenCount, E> {
+                // serde_json hands integers beyond u64 to us as f64 too.
+                if v.fract() == 0.0 && v > 0.0 {
+                    Err(E::custom(format!(
+                        "{TOKEN_ERROR_PREFIX}does not fit in 64 bits"
+                    )))
+                } else if v < 0.0 {
+                    Err(E::custom(format!("{TOKEN_ERROR_PREFIX}is negative")))
+                } else {
+                    Err(E::custom(format!("{TOKEN_ERROR_PREFIX}is fractional")))
+                }
+            }
+            fn visit_str<E: de::Error>(self, _: &str) -> Result<TokenCount, E> {
+                Err(E::custom(format!(
+                    "{TOKEN_ERROR_PREFIX}is a string, not a number"
+                )))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<TokenCount, E> {
+                Err(E::custom(format!(
+                    "{TOKEN_ERROR_PREFIX}is a boolean, not a number"
+                )))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// `requestMetadata`: a string map. Non-string values are ignored.
+struct Metadata<'a>(Vec<(Cow<'a, str>, Cow<'a, str>)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Metadata<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a map of strings")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Metadata<'a>, M::Error> {
+                let mut out = Vec::new();
+                while let Some(k) = m.next_key::<CowStr<'a>>()? {
+                    match m.next_value::<MaybeStr<'a>>()? {
+                        MaybeStr::Str(v) => out.push((k.0, v)),
+                        MaybeStr::Other => {}
+                    }
+                }
+                Ok(Metadata(out))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Metadata<'a>, E> {
+                Ok(Metadata(Vec::new()))
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+struct CowStr<'a>(Cow<'a, str>);
+impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Cow::<'a, str>::deserialize(d).map(CowStr)
+    }
+}
+
+enum MaybeStr<'a> {
+    Str(Cow<'a, str>),
+    Other,
+}
+impl<'de: 'a, 'a> Deserialize<'de> for MaybeStr<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = MaybeStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Str(Cow::Owned(v)))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Other)
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Other)
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Other)
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Other)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<MaybeStr<'a>, E> {
+                Ok(MaybeStr::Other)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<MaybeStr<'a>, A::Error> {
+                while a.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr::Other)
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<MaybeStr<'a>, M::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(MaybeStr::Other)
+            }
+        }
+        d.deserialize_any(V(std::marker::PhantomData))
+    }
+}
+
+/// The `schemaType` of invocation records.
+pub const SCHEMA_TYPE: &str = "ModelInvocationLog";
+
+/// Parses one invocation record. `metadata_key` names the `requestMetadata`
+/// key that carries the user (usually `user`).
+pub fn parse_record<'a>(
+    message: &'a str,
+    metadata_key: &str,
+) -> Result<InvocationRecord<'a>, RecordError> {
+    let first = message.trim_start().as_bytes().first().copied();
+    if first != Some(b'{') {
+        // Most often a stray text line in the log group; JSON arrays and
+        // scalars are not records either.
+        return Err(match serde_json::from_str::<IgnoredAny>(message) {
+            Ok(_) => RecordError::NotInvocationRecord("JSON but not an object".to_string()),
+            Err(_) => RecordError::NotJson("the message is not a JSON object".to_string()),
+        });
+    }
+    let raw: RawRecord<'a> = serde_json::from_str(message).map_err(classify_serde_error)?;
+    if let Some(schema) = raw.schema_type.as_deref() {
+        if schema != SCHEMA_TYPE {
+            return Err(RecordError::NotInvocationRecord(format!(
+                "schemaType is `{}`, expected `{SCHEMA_TYPE}`",
+                truncate_for_log(schema, 40)
+            )));
+        }
+    } else if raw.model_id.is_none() && raw.request_id.is_none() {
+        return Err(RecordError::NotInvocationRecord(
+            "no schemaType, modelId or requestId".to_string(),
+        ));
+    }
+    let timestamp = match raw.timestamp.as_deref() {
+        None => return Err(RecordError::MissingTimestamp),
+        Some(ts) => parse_timestamp(ts)?,
+    };
+    let metadata_user = raw.request_metadata.and_then(|m| {
+        m.0.into_iter()
+            .find(|(k, _)| k == metadata_key)
+            .map(|(_, v)| v)
+    });
+    let count = |c: Option<TokenCount>| c.map_or(0, |c| c.0);
+    let (input, cache_read, cache_write) = raw.input.map_or((0, 0, 0), |i| {
+        (
+            count(i.input_token_count),
+            count(i.cache_read_input_token_count),
+            count(i.cache_write_input_token_count),
+        )
+    });
+    let output = raw.output.map_or(0, |o| count(o.output_token_count));
+    Ok(InvocationRecord {
+        timestamp,
+        request_id: raw.request_id.filter(|r| !r.is_empty()),
+        model_id: raw.model_id,
+        region: raw.region,
+        identity_arn: raw.identity.and_then(|i| i.arn),
+        metadata_user,
+        error_code: raw.error_code.filter(|c| !c.is_empty()),
+        tokens: TokenCounts {
+            input,
+            output,
+            cache_read,
+            cache_write,
+        },
+    })
+}
+
+/// Parses an RFC 3339 timestamp (any offset; normalised to UTC).
+pub fn parse_timestamp(ts: &str) -> Result<OffsetDateTime, RecordError> {
+    OffsetDateTime::parse(ts.trim(), &time::format_description::well_known::Rfc3339)
+        .map(|t| t.to_offset(time::UtcOffset::UTC))
+        .map_err(|_| {
+            RecordError::BadTimestamp(format!(
+                "`{}` is not RFC 3339 (e.g. 2026-09-08T12:10:33Z)",
+                truncate_for_log(ts, 40)
+            ))
+        })
+}
+
+fn classify_serde_error(e: serde_json::Error) -> RecordError {
+    let msg = e.to_string();
+    if let Some(pos) = msg.find(TOKEN_ERROR_PREFIX) {
+        // Our own messages carry no input text.
+        return RecordError::BadTokenCount(msg[pos + TOKEN_ERROR_PREFIX.len()..].to_string());
+    }
+    match e.classify() {
+        serde_json::error::Category::Data => RecordError::WrongShape(redacted_serde_reason(&e)),
+        _ => RecordError::NotJson(redacted_serde_reason(&e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"{"timestamp":"2026-09-08T12:10:33Z","accountId":"111111111111","region":"ap-northeast-1","requestId":"0b6e3c1e","operation":"Converse","modelId":"apac.amazon.nova-micro-v1:0","input":{"inputContentType":"application/json","inputTokenCount":1,"inputBodyJson":{"messages":[{"content":"hi"}]}},"output":{"outputContentType":"application/json","outputTokenCount":8,"outputBodyJson":[{"x":1}]},"identity":{"arn":"arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice"},"requestMetadata":{"user":"bob","n":5,"o":{"x":[1]}},"schemaType":"ModelInvocationLog","schemaVersion":"1.0","futureField":{"a":[1,2]}}"#;
+
+    #[test]
+    fn a_real_record_yields_its_metering_fields() {
+        let r = parse_record(GOOD, "user").unwrap();
+        assert_eq!(r.request_id.as_deref(), Some("0b6e3c1e"));
+        assert_eq!(r.model_id.as_deref(), Some("apac.amazon.nova-micro-v1:0"));
+        assert_eq!(r.region.as_deref(), Some("ap-northeast-1"));
+        assert_eq!(r.metadata_user.as_deref(), Some("bob"));
+        assert_eq!(
+            r.identity_arn.as_deref(),
+            Some("arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice")
+        );
+        assert_eq!(
+            r.tokens,
+            TokenCounts {
+                input: 1,
+                output: 8,
+                cache_read: 0,
+                cache_write: 0
+            }
+        );
+        assert_eq!(r.timestamp.unix_timestamp(), 1_788_869_433);
+        assert_eq!(r.error_code, None);
+    }
+
+    #[test]
+    fn metadata_key_is_configurable_and_ignores_non_string_values() {
+        assert_eq!(parse_record(GOOD, "n").unwrap().metadata_user, None);
+        assert_eq!(parse_record(GOOD, "absent").unwrap().metadata_user, None);
+    }
+
+    #[test]
+    fn records_with_every_field_missing_but_the_timestamp_parse() {
+        let r = parse_record(
+            r#"{"schemaType":"ModelInvocationLog","timestamp":"2026-01-01T00:00:00Z"}"#,
+            "user",
+        )
+        .unwrap();
+        assert!(r.tokens.is_zero());
+        assert_eq!(r.model_id, None);
+        assert_eq!(r.identity_arn, None);
+    }
+
+    #[test]
+    fn bad_records_give_typed_errors_with_reasons() {
+        let cases: &[(&str, &str)] = &[
+            ("not json at all", "not_json"),
+            ("{\"timestamp\": ", "not_json"),
+            ("[1,2]", "not_invocation_record"),
+            (r#"{"hello":"world"}"#, "not_invocation_record"),
+            (
+                r#"{"schemaType":"Other","timestamp":"2026-01-01T00:00:00Z"}"#,
+                "not_invocation_record",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","input":{"inputTokenCount":-5}}"#,
+                "bad_token_count",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","input":{"inputTokenCount":1.5}}"#,
+                "bad_token_count",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","output":{"outputTokenCount":18446744073709551616}}"#,
+                "bad_token_count",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","output":{"outputTokenCount":"12"}}"#,
+                "bad_token_count",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"yesterday"}"#,
+                "bad_timestamp",
+            ),
+            (
+                r#"{"modelId":"m","timestamp":"2026-13-01T00:00:00Z"}"#,
+                "bad_timestamp",
+            ),
+            (r#"{"modelId":"m"}"#, "missing_timestamp"),
+            (
+                r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","input":"prompt text"}"#,
+                "wrong_shape",
+            ),
+            (
+                r#"{"modelId":5,"timestamp":"2026-01-01T00:00:00Z"}"#,
+                "wrong_shape",
+            ),
+        ];
+        for (input, label) in cases {
+            let err = parse_record(input, "user").expect_err(input);
+            assert_eq!(err.reason_label(), *label, "{input}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_largest_u64_token_count_is_accepted() {
+        let r = parse_record(
+            r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","output":{"outputTokenCount":18446744073709551615}}"#,
+            "user",
+        )
+        .unwrap();
+        assert_eq!(r.tokens.output, u64::MAX);
+    }
+
+    #[test]
+    fn timestamps_with_offsets_and_fractions_normalise_to_utc() {
+        let t = parse_timestamp("2026-11-01T01:30:00.250+02:00").unwrap();
+        assert_eq!(
+            (t.year(), t.month() as u8, t.day(), t.hour()),
+            (2026, 10, 31, 23)
+        );
+    }
+
+    #[test]
+    fn errors_never_echo_record_text() {
+        let r = parse_record(
+            r#"{"modelId":"m","timestamp":"2026-01-01T00:00:00Z","input":"CANARY prompt"}"#,
+            "user",
+        );
+        assert!(!r.unwrap_err().to_string().contains("CANARY"));
+        let r = parse_record(r#"{"modelId":"m","timestamp":"CANARY"}"#, "user");
+        // A timestamp is echoed (truncated) since it is not body content, but
+        // bodies never are.
+        assert!(r.is_err());
+    }
+}
