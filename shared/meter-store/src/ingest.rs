@@ -1,0 +1,362 @@
+//! Exactly-once commit of a metered batch: the one ingest path that the
+//! Lambda, the CLI's `replay` and the tests all call.
+//!
+//! For each group (see [`split_into_groups`]): build the transaction, send it.
+//! - committed: its records are counted;
+//! - a marker's `ConditionalCheckFailed`: that record was counted before
+//!   (redelivery, overlap, a replay); drop it, rebuild, resend the rest;
+//! - `TransactionConflict`, throttling, 5xx, timeouts: jittered exponential
+//!   backoff, bounded; when attempts run out the batch fails so that it is
+//!   delivered again, and the groups that did commit are skipped next time by
+//!   their markers.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use meter_core::{MeteredBatch, MeteredRecord};
+use serde::Serialize;
+use time::OffsetDateTime;
+
+use crate::plan::{build_transaction, split_into_groups};
+use crate::store::{CancelReason, StoreError, UsageStore};
+
+/// Default lifetime of an idempotency marker: 35 days, beyond every
+/// redelivery window (Lambda 6 h, CloudWatch Logs 24 h) with room for
+/// replaying a month of on-failure records.
+pub const DEFAULT_MARKER_TTL_DAYS: u32 = 35;
+
+/// How commits retry.
+#[derive(Debug, Clone)]
+pub struct CommitSettings {
+    pub marker_ttl_secs: i64,
+    /// Attempts per transaction for retryable failures.
+    pub max_attempts: u32,
+    pub base_backoff: Duration,
+    pub max_backoff: Duration,
+}
+
+impl Default for CommitSettings {
+    fn default() -> Self {
+        CommitSettings {
+            marker_ttl_secs: i64::from(DEFAULT_MARKER_TTL_DAYS) * 86_400,
+            max_attempts: 10,
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_secs(2),
+        }
+    }
+}
+
+/// What one batch did. Serialised as the Lambda's summary log line.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct IngestReport {
+    /// Log events in the payload.
+    pub records: usize,
+    /// Records counted now.
+    pub counted: usize,
+    /// Records already counted (earlier delivery, or twice in this payload).
+    pub duplicates: usize,
+    /// Records skipped as malformed.
+    pub skipped: usize,
+    pub skipped_by_reason: BTreeMap<&'static str, usize>,
+    /// Counted records with tokens that could not be priced.
+    pub unpriced: usize,
+    pub unpriced_by_reason: BTreeMap<&'static str, usize>,
+    /// Transactions committed.
+    pub transactions: usize,
+    /// Write capacity units consumed (from `ConsumedCapacity`).
+    pub write_units: f64,
+    /// Transactions re-sent after a conflict, throttle or transient error.
+    pub retries: usize,
+    /// True for a CloudWatch Logs control message (nothing to count).
+    pub control_message: bool,
+}
+
+impl IngestReport {
+    /// Write units per counted record (0 when nothing was counted).
+    pub fn write_units_per_record(&self) -> f64 {
+        if self.counted == 0 {
+            0.0
+        } else {
+            self.write_units / self.counted as f64
+        }
+    }
+
+    /// Adds another report (for multi-file replays).
+    pub fn merge(&mut self, o: &IngestReport) {
+        self.records += o.records;
+        self.counted += o.counted;
+        self.duplicates += o.duplicates;
+        self.skipped += o.skipped;
+        for (k, v) in &o.skipped_by_reason {
+            *self.skipped_by_reason.entry(k).or_default() += v;
+        }
+        self.unpriced += o.unpriced;
+        for (k, v) in &o.unpriced_by_reason {
+            *self.unpriced_by_reason.entry(k).or_default() += v;
+        }
+        self.transactions += o.transactions;
+        self.write_units += o.write_units;
+        self.retries += o.retries;
+    }
+}
+
+/// A batch that could not be stored. Nothing of the failed group was
+/// counted; deliver the batch again.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("gave up after {attempts} attempts; deliver the batch again (already-committed records will be skipped): {source}")]
+    RetriesExhausted {
+        attempts: u32,
+        #[source]
+        source: StoreError,
+    },
+    #[error("{0}")]
+    Store(#[source] StoreError),
+}
+
+impl IngestError {
+    /// Whether delivering the same batch again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            IngestError::RetriesExhausted { .. } => true,
+            IngestError::Store(e) => matches!(e, StoreError::Retryable { .. }),
+        }
+    }
+}
+
+/// The report of a batch before committing: counts of the metering step.
+pub fn report_of_batch(batch: &MeteredBatch) -> IngestReport {
+    let mut report = IngestReport {
+        records: batch.events,
+        duplicates: batch.duplicates_in_batch,
+        skipped: batch.skipped.len(),
+        control_message: batch.kind == meter_core::BatchKind::Control,
+        ..Default::default()
+    };
+    for s in &batch.skipped {
+        *report
+            .skipped_by_reason
+            .entry(s.error.reason_label())
+            .or_default() += 1;
+    }
+    report
+}
+
+/// Commits a metered batch exactly once. See the module docs.
+pub async fn commit_batch<S: UsageStore>(
+    store: &S,
+    batch: &MeteredBatch,
+    settings: &CommitSettings,
+    now: OffsetDateTime,
+) -> Result<IngestReport, IngestError> {
+    let mut report = report_of_batch(batch);
+    let refs: Vec<&MeteredRecord> = batch.records.iter().collect();
+    for group in split_into_groups(&refs) {
+        let mut members: Vec<&MeteredRecord> = group.iter().map(|&i| refs[i]).collect();
+        commit_group(store, &mut members, settings, now, &mut report).await?;
+        for r in &members {
+            report.counted += 1;
+            if let Some(reason) = &r.unpriced {
+                report.unpriced += 1;
+                *report.unpriced_by_reason.entry(reason.label()).or_default() += 1;
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Commits one group; on return `members` holds the records counted now.
+async fn commit_group<S: UsageStore>(
+    store: &S,
+    members: &mut Vec<&MeteredRecord>,
+    settings: &CommitSettings,
+    now: OffsetDateTime,
+    report: &mut IngestReport,
+) -> Result<(), IngestError> {
+    let mut attempt = 0u32;
+    while !members.is_empty() {
+        let tx = build_transaction(members, now.unix_timestamp(), settings.marker_ttl_secs);
+        let err = match store.transact(&tx).await {
+            Ok(done) => {
+                report.transactions += 1;
+                report.write_units += done.write_units;
+                return Ok(());
+            }
+            Err(e) => e,
+        };
+        match &err {
+            StoreError::Cancelled(reasons) => {
+                let already: Vec<usize> = reasons
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, r)| **r == CancelReason::ConditionalCheckFailed)
+                    .filter_map(|(i, _)| tx.marker_of.get(i).copied().flatten())
+                    .collect();
+                if !already.is_empty() {
+                    // Counted before: drop them and resend the rest at once.
+                    report.duplicates += already.len();
+                    let mut keep = vec![true; members.len()];
+                    for i in already {
+                        keep[i] = false;
+                    }
+                    let mut idx = 0;
+                    members.retain(|_| {
+                        idx += 1;
+                        keep[idx - 1]
+                    });
+                    continue;
+                }
+                let transient = reasons.iter().all(|r| {
+                    matches!(
+                        r,
+                        CancelReason::None
+                            | CancelReason::TransactionConflict
+                            | CancelReason::Throttled
+                    )
+                });
+                if !transient {
+                    return Err(IngestError::Store(err));
+                }
+            }
+            StoreError::Retryable { .. } => {}
+            StoreError::TableMissing { .. } | StoreError::Permanent { .. } => {
+                return Err(IngestError::Store(err));
+            }
+        }
+        attempt += 1;
+        if attempt >= settings.max_attempts {
+            return Err(IngestError::RetriesExhausted {
+                attempts: attempt,
+                source: err,
+            });
+        }
+        report.retries += 1;
+        tracing::debug!(attempt, error = %err, "transaction not committed; retrying");
+        tokio::time::sleep(backoff(settings, attempt)).await;
+    }
+    Ok(())
+}
+
+/// Full-jitter exponential backoff.
+fn backoff(settings: &CommitSettings, attempt: u32) -> Duration {
+    let exp = settings
+        .base_backoff
+        .saturating_mul(1u32 << attempt.min(16))
+        .min(settings.max_backoff);
+    let millis = exp.as_millis().max(1) as u64;
+    Duration::from_millis(fastrand::u64(0..=millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryUsageStore;
+    use meter_core::Meter;
+
+    fn batch_of(n: usize, offset: usize) -> MeteredBatch {
+        let lines: String = (offset..offset + n)
+            .map(|i| {
+                format!(
+                    r#"{{"schemaType":"ModelInvocationLog","timestamp":"2026-11-0{}T10:00:00Z","requestId":"req-{i}","modelId":"amazon.nova-micro-v1:0","region":"us-east-1","input":{{"inputTokenCount":{i}}},"output":{{"outputTokenCount":1}},"requestMetadata":{{"user":"user{}"}}}}"#,
+                    1 + i % 2,
+                    i % 7
+                ) + "\n"
+            })
+            .collect();
+        Meter::with_defaults()
+            .meter_payload(lines.as_bytes())
+            .unwrap()
+    }
+
+    fn fast() -> CommitSettings {
+        CommitSettings {
+            base_backoff: Duration::from_millis(1),
+            max_backoff: Duration::from_millis(2),
+            max_attempts: 4,
+            ..Default::default()
+        }
+    }
+
+    fn total_invocations(store: &MemoryUsageStore, kind: &str) -> u128 {
+        store
+            .aggregates()
+            .values()
+            .filter(|a| a.kind == kind)
+            .map(|a| a.counters.invocations)
+            .sum()
+    }
+
+    #[tokio::test]
+    async fn a_redelivered_batch_is_counted_once() {
+        let store = MemoryUsageStore::new();
+        let batch = batch_of(50, 0);
+        let now = OffsetDateTime::now_utc();
+        let first = commit_batch(&store, &batch, &fast(), now).await.unwrap();
+        let second = commit_batch(&store, &batch, &fast(), now).await.unwrap();
+        assert_eq!((first.counted, first.duplicates), (50, 0));
+        assert_eq!((second.counted, second.duplicates), (0, 50));
+        assert_eq!(total_invocations(&store, "user_model_day"), 50);
+        assert_eq!(total_invocations(&store, "model_day"), 50);
+    }
+
+    #[tokio::test]
+    async fn an_overlapping_batch_counts_only_its_new_records() {
+        let store = MemoryUsageStore::new();
+        let now = OffsetDateTime::now_utc();
+        commit_batch(&store, &batch_of(30, 0), &fast(), now)
+            .await
+            .unwrap();
+        let r = commit_batch(&store, &batch_of(30, 20), &fast(), now)
+            .await
+            .unwrap();
+        assert_eq!((r.counted, r.duplicates), (20, 10));
+        assert_eq!(total_invocations(&store, "user_day"), 50);
+    }
+
+    #[tokio::test]
+    async fn conflicts_and_throttles_are_retried_then_committed() {
+        let store = MemoryUsageStore::new();
+        store.push_fault(StoreError::Cancelled(vec![
+            CancelReason::TransactionConflict,
+        ]));
+        store.push_fault(StoreError::Retryable {
+            message: "throttled".into(),
+            source: None,
+        });
+        let r = commit_batch(&store, &batch_of(10, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(r.retries, 2);
+        assert_eq!(r.counted, 10);
+    }
+
+    #[tokio::test]
+    async fn exhausted_retries_fail_the_batch_as_retryable_and_count_nothing_of_it() {
+        let store = MemoryUsageStore::new();
+        for _ in 0..4 {
+            store.push_fault(StoreError::Cancelled(vec![CancelReason::Throttled]));
+        }
+        let err = commit_batch(&store, &batch_of(10, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap_err();
+        assert!(err.is_retryable(), "{err}");
+        assert_eq!(store.marker_count(), 0);
+        // Redelivery then counts everything once.
+        let r = commit_batch(&store, &batch_of(10, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(r.counted, 10);
+    }
+
+    #[tokio::test]
+    async fn validation_errors_are_not_retried() {
+        let store = MemoryUsageStore::new();
+        store.push_fault(StoreError::Cancelled(vec![CancelReason::Other(
+            "ValidationError".into(),
+        )]));
+        let err = commit_batch(&store, &batch_of(3, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap_err();
+        assert!(!err.is_retryable());
+    }
+}

@@ -1,0 +1,28 @@
+//! # meter-store: exactly-once totals in DynamoDB
+//!
+//! - [`keys`]: the data contract's key encoding (injective, bounded).
+//! - [`plan`]: pure planning of transactions: markers plus merged deltas,
+//!   split deterministically at 100 actions.
+//! - [`store`]: the [`UsageStore`] capability, its classified errors, and an
+//!   in-memory implementation for tests.
+//! - [`ingest`]: [`commit_batch`], the one exactly-once commit path shared by
+//!   the Lambda and the CLI.
+//! - [`dynamo`]: [`DynamoDbUsageStore`], table creation and report queries;
+//!   the only module that uses the AWS SDK.
+//!
+//! The guarantee: every record (by `requestId`, else log event id, else a
+//! content hash) is counted at most once, because its marker is written in
+//! the same transaction as its increments; and at least once, because a batch
+//! that cannot be committed fails and is delivered again.
+
+pub mod dynamo;
+pub mod ingest;
+pub mod keys;
+pub mod plan;
+pub mod store;
+
+pub use dynamo::{create_table, DynamoDbUsageStore, UsageRow, DEFAULT_TABLE};
+pub use ingest::{
+    commit_batch, CommitSettings, IngestError, IngestReport, DEFAULT_MARKER_TTL_DAYS,
+};
+pub use store::{CancelReason, MemoryUsageStore, StoreError, TxCommitted, UsageStore};
