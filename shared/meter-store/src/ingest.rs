@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use meter_core::{MeteredBatch, MeteredRecord};
+use meter_core::{DecodeError, Meter, MeteredBatch, MeteredRecord, SkippedRecord};
 use serde::Serialize;
 use time::OffsetDateTime;
 
@@ -122,6 +122,50 @@ impl IngestError {
             IngestError::Store(e) => matches!(e, StoreError::Retryable { .. }),
         }
     }
+}
+
+/// A payload that could not be ingested.
+#[derive(Debug, thiserror::Error)]
+pub enum PayloadError {
+    #[error("cannot decode the payload; nothing in it was counted (keep it and replay it once fixed): {0}")]
+    Decode(#[from] DecodeError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+}
+
+impl PayloadError {
+    /// Whether delivering the same payload again can succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PayloadError::Decode(_) => false,
+            PayloadError::Ingest(e) => e.is_retryable(),
+        }
+    }
+}
+
+/// The outcome of one ingested payload.
+#[derive(Debug, Clone)]
+pub struct Ingested {
+    pub report: IngestReport,
+    /// Malformed records, with where to find them and why.
+    pub skipped: Vec<SkippedRecord>,
+}
+
+/// Meters one payload of any accepted shape and commits it exactly once:
+/// the whole ingest path, shared by the Lambda and `bedrock-meter replay`.
+pub async fn ingest_payload<S: UsageStore>(
+    store: &S,
+    meter: &Meter,
+    settings: &CommitSettings,
+    payload: &[u8],
+    now: OffsetDateTime,
+) -> Result<Ingested, PayloadError> {
+    let batch = meter.meter_payload(payload)?;
+    let report = commit_batch(store, &batch, settings, now).await?;
+    Ok(Ingested {
+        report,
+        skipped: batch.skipped,
+    })
 }
 
 /// The report of a batch before committing: counts of the metering step.

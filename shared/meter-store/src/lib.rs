@@ -15,14 +15,17 @@
 //! the same transaction as its increments; and at least once, because a batch
 //! that cannot be committed fails and is delivered again.
 
+pub mod config;
 pub mod dynamo;
 pub mod ingest;
 pub mod keys;
 pub mod plan;
 pub mod store;
 
+pub use config::{Config, ConfigError};
 pub use dynamo::{create_table, DynamoDbUsageStore, UsageRow, DEFAULT_TABLE};
 pub use ingest::{
-    commit_batch, CommitSettings, IngestError, IngestReport, DEFAULT_MARKER_TTL_DAYS,
+    commit_batch, ingest_payload, CommitSettings, IngestError, IngestReport, Ingested,
+    PayloadError, DEFAULT_MARKER_TTL_DAYS,
 };
 pub use store::{CancelReason, MemoryUsageStore, StoreError, TxCommitted, UsageStore};

@@ -1,0 +1,171 @@
+//! One typed configuration, read from the environment once at start-up.
+//! Shared by the Lambda and the CLI; testable without touching the process
+//! environment ([`Config::from_lookup`]).
+
+use std::path::PathBuf;
+
+use meter_core::{DecodeLimits, Meter, PriceTable, PriceTableError, DEFAULT_USER_METADATA_KEY};
+
+use crate::dynamo::DEFAULT_TABLE;
+use crate::ingest::{CommitSettings, DEFAULT_MARKER_TTL_DAYS};
+
+/// Settings from the environment. AWS settings (`AWS_REGION`,
+/// `AWS_ENDPOINT_URL`, credentials, profiles) are the SDK's own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// `USAGE_TABLE` (default `bedrock-usage`).
+    pub table: String,
+    /// `USER_METADATA_KEY` (default `user`).
+    pub user_metadata_key: String,
+    /// `MARKER_TTL_DAYS` (default 35, at least 1).
+    pub marker_ttl_days: u32,
+    /// `PRICE_TABLE_PATH` (default: the built-in table).
+    pub price_table_path: Option<PathBuf>,
+    /// `MAX_DECOMPRESSED_BYTES` (default 64 MiB).
+    pub max_decompressed_bytes: usize,
+}
+
+/// A bad setting, naming the variable and what is expected.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{var} = `{value}` is invalid: {expected}")]
+    Invalid {
+        var: &'static str,
+        value: String,
+        expected: &'static str,
+    },
+    #[error("PRICE_TABLE_PATH: {0}")]
+    Prices(#[from] PriceTableError),
+}
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads settings through `get` (a variable's value, if set).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let non_empty = |k: &str| {
+            get(k)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let table = non_empty("USAGE_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_string());
+        if table.len() < 3
+            || table.len() > 255
+            || !table
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+        {
+            return Err(ConfigError::Invalid {
+                var: "USAGE_TABLE",
+                value: table,
+                expected: "a DynamoDB table name: 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+            });
+        }
+        let marker_ttl_days = match non_empty("MARKER_TTL_DAYS") {
+            None => DEFAULT_MARKER_TTL_DAYS,
+            Some(v) => match v.parse::<u32>() {
+                Ok(d) if (1..=3650).contains(&d) => d,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "MARKER_TTL_DAYS",
+                        value: v,
+                        expected: "whole days from 1 to 3650 (default 35; keep it longer than any redelivery or replay window)",
+                    })
+                }
+            },
+        };
+        let max_decompressed_bytes = match non_empty("MAX_DECOMPRESSED_BYTES") {
+            None => meter_core::decode::DEFAULT_MAX_DECOMPRESSED_BYTES,
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if n >= 1024 => n,
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        var: "MAX_DECOMPRESSED_BYTES",
+                        value: v,
+                        expected: "a byte count of at least 1024 (default 67108864)",
+                    })
+                }
+            },
+        };
+        Ok(Config {
+            table,
+            user_metadata_key: non_empty("USER_METADATA_KEY")
+                .unwrap_or_else(|| DEFAULT_USER_METADATA_KEY.to_string()),
+            marker_ttl_days,
+            price_table_path: non_empty("PRICE_TABLE_PATH").map(PathBuf::from),
+            max_decompressed_bytes,
+        })
+    }
+
+    /// Builds the metering pipeline, loading the price table.
+    pub fn meter(&self) -> Result<Meter, ConfigError> {
+        let prices = match &self.price_table_path {
+            Some(p) => PriceTable::load(p)?,
+            None => PriceTable::builtin(),
+        };
+        Ok(Meter {
+            prices,
+            user_metadata_key: self.user_metadata_key.clone(),
+            limits: DecodeLimits {
+                max_decompressed_bytes: self.max_decompressed_bytes,
+            },
+        })
+    }
+
+    pub fn commit_settings(&self) -> CommitSettings {
+        CommitSettings {
+            marker_ttl_secs: i64::from(self.marker_ttl_days) * 86_400,
+            ..CommitSettings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn cfg(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|k| map.get(k).cloned())
+    }
+
+    #[test]
+    fn defaults_apply_when_nothing_is_set() {
+        let c = cfg(&[]).unwrap();
+        assert_eq!(c.table, "bedrock-usage");
+        assert_eq!(c.user_metadata_key, "user");
+        assert_eq!(c.marker_ttl_days, 35);
+        assert_eq!(c.price_table_path, None);
+        assert_eq!(c.commit_settings().marker_ttl_secs, 35 * 86_400);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable_and_what_is_expected() {
+        for (var, value) in [
+            ("MARKER_TTL_DAYS", "0"),
+            ("MARKER_TTL_DAYS", "soon"),
+            ("MAX_DECOMPRESSED_BYTES", "12"),
+            ("USAGE_TABLE", "bad table!"),
+        ] {
+            let err = cfg(&[(var, value)]).unwrap_err().to_string();
+            assert!(err.starts_with(var), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_missing_price_table_file_is_a_clear_error() {
+        let c = cfg(&[("PRICE_TABLE_PATH", "/nonexistent/prices.toml")]).unwrap();
+        let err = c.meter().unwrap_err().to_string();
+        assert!(
+            err.contains("PRICE_TABLE_PATH") && err.contains("/nonexistent/prices.toml"),
+            "{err}"
+        );
+    }
+}
