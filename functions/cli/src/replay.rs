@@ -1,0 +1,307 @@
+//! `bedrock-meter replay`: the Lambda's ingest path over files.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use meter_core::{aggregate, AggregateKey, Counters, Meter, MeteredRecord};
+use meter_store::{ingest_payload, CommitSettings, Config, IngestReport, UsageStore};
+use time::OffsetDateTime;
+use tokio::sync::Semaphore;
+
+use crate::Format;
+
+#[derive(Args)]
+pub struct ReplayArgs {
+    /// Files or folders (searched recursively, in name order); `-` for stdin.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+    /// Exit non-zero when any record was skipped as malformed.
+    #[arg(long)]
+    strict: bool,
+    /// Meter everything but do not write: print the totals it would add.
+    #[arg(long)]
+    dry_run: bool,
+    /// Files ingested at once (each file's transactions stay in order).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
+    concurrency: u16,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+    /// Output format of the --dry-run totals.
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// Expands paths into an ordered list of inputs.
+fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.as_os_str() == "-" {
+            out.push(p.clone());
+            continue;
+        }
+        let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
+        if meta.is_dir() {
+            let mut found = Vec::new();
+            walk(p, &mut found).with_context(|| format!("cannot list {}", p.display()))?;
+            found.sort();
+            out.extend(found);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with('.') {
+            continue;
+        }
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else if is_input_file(name) {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// Files in folders that replay reads: data, not docs or scripts. Named files
+/// are always read.
+fn is_input_file(name: &str) -> bool {
+    let data = [".json", ".jsonl", ".ndjson", ".gz", ".log", ".txt"];
+    data.iter().any(|ext| name.ends_with(ext))
+        && !name.ends_with(".decoded.json")
+        && name != "expected-totals.json"
+}
+
+fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
+    if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::stdin()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?;
+        return Ok(buf);
+    }
+    std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+}
+
+struct Progress {
+    started: Instant,
+    last: Instant,
+    files_done: usize,
+    files_total: usize,
+    report: IngestReport,
+    failures: Vec<String>,
+}
+
+pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<ExitCode> {
+    let meter = Arc::new(config.meter()?);
+    let inputs = collect_inputs(&args.paths)?;
+    if inputs.is_empty() {
+        anyhow::bail!("no input files found under {:?}", args.paths);
+    }
+    if args.dry_run {
+        return dry_run(&meter, &inputs, &args);
+    }
+    let store = Arc::new(crate::store(config).await?);
+    let settings = Arc::new(config.commit_settings());
+    let progress = Arc::new(std::sync::Mutex::new(Progress {
+        started: Instant::now(),
+        last: Instant::now(),
+        files_done: 0,
+        files_total: inputs.len(),
+        report: IngestReport::default(),
+        failures: Vec::new(),
+    }));
+    let permits = Arc::new(Semaphore::new(usize::from(args.concurrency)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for path in inputs {
+        let permit = permits.clone().acquire_owned().await?;
+        let (store, meter, settings, progress) = (
+            store.clone(),
+            meter.clone(),
+            settings.clone(),
+            progress.clone(),
+        );
+        tasks.spawn(async move {
+            let outcome = replay_one(&*store, &meter, &settings, &path).await;
+            drop(permit);
+            let mut p = progress.lock().unwrap_or_else(|e| e.into_inner());
+            p.files_done += 1;
+            match outcome {
+                Ok(report) => p.report.merge(&report),
+                Err(e) => {
+                    eprintln!("bedrock-meter: {}: {e:#}", path.display());
+                    p.failures.push(path.display().to_string());
+                }
+            }
+            if p.last.elapsed() >= Duration::from_secs(2) && p.files_done < p.files_total {
+                p.last = Instant::now();
+                eprintln!(
+                    "replay: {}/{} files, {} counted, {} duplicates, {} skipped, {:.0} records/s",
+                    p.files_done,
+                    p.files_total,
+                    p.report.counted,
+                    p.report.duplicates,
+                    p.report.skipped,
+                    p.report.records as f64 / p.started.elapsed().as_secs_f64()
+                );
+            }
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        joined.context("a replay task panicked")?;
+    }
+    let p = progress.lock().unwrap_or_else(|e| e.into_inner());
+    let secs = p.started.elapsed().as_secs_f64();
+    print_summary(&p.report, p.files_total, &p.failures, secs, args.json);
+    if !p.failures.is_empty() {
+        eprintln!(
+            "bedrock-meter: {} of {} files were not ingested (see above); fix and replay them: records already counted are skipped",
+            p.failures.len(),
+            p.files_total
+        );
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.strict && p.report.skipped > 0 {
+        eprintln!(
+            "bedrock-meter: --strict: {} records were skipped as malformed",
+            p.report.skipped
+        );
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn replay_one<S: UsageStore>(
+    store: &S,
+    meter: &Meter,
+    settings: &CommitSettings,
+    path: &Path,
+) -> anyhow::Result<IngestReport> {
+    let bytes = read_input(path)?;
+    let done = ingest_payload(store, meter, settings, &bytes, OffsetDateTime::now_utc()).await?;
+    for s in &done.skipped {
+        eprintln!(
+            "bedrock-meter: {}: skipped record at {}: {}",
+            path.display(),
+            s.location,
+            s.error
+        );
+    }
+    Ok(done.report)
+}
+
+fn print_summary(r: &IngestReport, files: usize, failures: &[String], secs: f64, json: bool) {
+    if json {
+        let v = serde_json::json!({
+            "files": files,
+            "failed_files": failures,
+            "seconds": secs,
+            "records_per_second": r.records as f64 / secs.max(1e-9),
+            "write_units_per_record": r.write_units_per_record(),
+            "report": r,
+        });
+        println!("{v}");
+        return;
+    }
+    println!(
+        "replayed {files} files in {secs:.2}s: {} records, {} counted, {} duplicates (already counted), {} skipped, {} unpriced",
+        r.records, r.counted, r.duplicates, r.skipped, r.unpriced
+    );
+    println!(
+        "{} transactions, {:.1} write units ({:.2} per counted record), {} retries, {:.0} records/s",
+        r.transactions,
+        r.write_units,
+        r.write_units_per_record(),
+        r.retries,
+        r.records as f64 / secs.max(1e-9)
+    );
+    for (reason, n) in &r.skipped_by_reason {
+        println!("  skipped {reason}: {n}");
+    }
+    for (reason, n) in &r.unpriced_by_reason {
+        println!("  unpriced {reason}: {n}");
+    }
+}
+
+/// Meters every input without a store and prints the totals it would add.
+fn dry_run(meter: &Meter, inputs: &[PathBuf], args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let mut records: Vec<MeteredRecord> = Vec::new();
+    let mut report = IngestReport::default();
+    let mut failures = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for path in inputs {
+        let bytes = match read_input(path) {
+            Ok(b) => b,
+            Err(e) => {
+                eprintln!("bedrock-meter: {e:#}");
+                failures.push(path.display().to_string());
+                continue;
+            }
+        };
+        match meter.meter_payload(&bytes) {
+            Ok(batch) => {
+                let mut r = meter_store::ingest::report_of_batch(&batch);
+                for s in &batch.skipped {
+                    eprintln!(
+                        "bedrock-meter: {}: skipped record at {}: {}",
+                        path.display(),
+                        s.location,
+                        s.error
+                    );
+                }
+                for rec in batch.records {
+                    if seen.insert(rec.record_id.clone()) {
+                        r.counted += 1;
+                        if let Some(reason) = &rec.unpriced {
+                            r.unpriced += 1;
+                            *r.unpriced_by_reason.entry(reason.label()).or_default() += 1;
+                        }
+                        records.push(rec);
+                    } else {
+                        r.duplicates += 1;
+                    }
+                }
+                report.merge(&r);
+            }
+            Err(e) => {
+                eprintln!("bedrock-meter: {}: {e}", path.display());
+                failures.push(path.display().to_string());
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let rows: Vec<(AggregateKey<'_>, Counters)> = aggregate(&records)
+        .into_iter()
+        .filter(|(k, _)| matches!(k, AggregateKey::UserModelDay { .. }))
+        .map(|(k, d)| (k, d.counters))
+        .collect();
+    crate::report::print_aggregates(&rows, args.format);
+    eprintln!(
+        "dry run: {} files in {secs:.3}s, {} records, {} would be counted, {} duplicates within the input, {} skipped, {} unpriced; nothing written",
+        inputs.len(),
+        report.records,
+        report.counted,
+        report.duplicates,
+        report.skipped,
+        report.unpriced
+    );
+    if !failures.is_empty() {
+        return Ok(ExitCode::FAILURE);
+    }
+    if args.strict && report.skipped > 0 {
+        return Ok(ExitCode::from(2));
+    }
+    Ok(ExitCode::SUCCESS)
+}
