@@ -104,6 +104,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// Writes to stdout; a closed pipe (`| head`) ends output quietly.
+pub fn emit(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        eprintln!("bedrock-meter: cannot write output: {e}");
+    }
+}
+
 /// Builds the DynamoDB store from the standard AWS configuration.
 pub async fn store(config: &Config) -> anyhow::Result<DynamoDbUsageStore> {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;

@@ -219,8 +219,9 @@ fn print_summary(r: &IngestReport, files: usize, failures: &[String], secs: f64,
         r.records, r.counted, r.duplicates, r.skipped, r.unpriced
     );
     println!(
-        "{} transactions, {:.1} write units ({:.2} per counted record), {} retries, {:.0} records/s",
+        "{} transactions writing {} items, {:.1} write units ({:.2} per counted record), {} retries, {:.0} records/s",
         r.transactions,
+        r.items_written,
         r.write_units,
         r.write_units_per_record(),
         r.retries,

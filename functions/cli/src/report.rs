@@ -223,16 +223,20 @@ fn cells(r: &UsageRow) -> [String; 12] {
 
 /// Prints rows as an aligned table, JSON lines or CSV.
 pub fn print_rows(rows: &[UsageRow], format: Format) {
+    let mut out = String::new();
     match format {
         Format::Json => {
             for r in rows {
-                println!("{}", serde_json::to_string(r).unwrap_or_default());
+                out.push_str(&serde_json::to_string(r).unwrap_or_default());
+                out.push('\n');
             }
         }
         Format::Csv => {
-            println!("{}", HEADERS.join(","));
+            out.push_str(&HEADERS.join(","));
+            out.push('\n');
             for r in rows {
-                println!("{}", cells(r).map(|c| csv_field(&c)).join(","));
+                out.push_str(&cells(r).map(|c| csv_field(&c)).join(","));
+                out.push('\n');
             }
         }
         Format::Table => {
@@ -258,12 +262,15 @@ pub fn print_rows(rows: &[UsageRow], format: Format) {
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            println!("{}", line(&HEADERS.map(String::from)));
+            out.push_str(&line(&HEADERS.map(String::from)));
+            out.push('\n');
             for row in &all {
-                println!("{}", line(row));
+                out.push_str(&line(row));
+                out.push('\n');
             }
         }
     }
+    crate::emit(&out);
 }
 
 fn csv_field(s: &str) -> String {

@@ -63,6 +63,8 @@ pub struct IngestReport {
     pub unpriced_by_reason: BTreeMap<&'static str, usize>,
     /// Transactions committed.
     pub transactions: usize,
+    /// Items written by committed transactions (markers plus aggregates).
+    pub items_written: usize,
     /// Write capacity units consumed (from `ConsumedCapacity`).
     pub write_units: f64,
     /// Transactions re-sent after a conflict, throttle or transient error.
@@ -95,6 +97,7 @@ impl IngestReport {
             *self.unpriced_by_reason.entry(k).or_default() += v;
         }
         self.transactions += o.transactions;
+        self.items_written += o.items_written;
         self.write_units += o.write_units;
         self.retries += o.retries;
     }
@@ -223,6 +226,7 @@ async fn commit_group<S: UsageStore>(
         let err = match store.transact(&tx).await {
             Ok(done) => {
                 report.transactions += 1;
+                report.items_written += tx.items.len();
                 report.write_units += done.write_units;
                 return Ok(());
             }
