@@ -1,0 +1,200 @@
+#!/usr/bin/env bash
+# Offline checks of bedrock-meter's deployment templates. Runnable from any directory.
+#
+#   infra/check.sh              sam validate --lint, cfn-lint, cdk synth (+ cdk-nag), parity
+#   infra/check.sh --sam-build  the same, then the release Lambda build with `sam build`
+#   infra/check.sh --keep       keep the synthesized cdk.out and print where it is
+#
+# It installs what it needs when missing: aws-sam-cli and cfn-lint with pip
+# (infra/requirements-check.txt), the CDK app's packages with `npm ci`, and for
+# --sam-build cargo-lambda with pip (infra/requirements-build.txt).
+#
+# Nothing here talks to AWS: the validation steps run with a Region, no credentials,
+# no instance-metadata lookups and no telemetry, and `cdk synth` skips the Rust build
+# (BEDROCK_METER_SKIP_BUNDLING=1, see infra/cdk/bin/app.ts). Only --sam-build compiles.
+set -euo pipefail
+
+usage() {
+  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+}
+
+INFRA_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
+ROOT_DIR="$(cd -- "$INFRA_DIR/.." && pwd)"
+CDK_DIR="$INFRA_DIR/cdk"
+TEMPLATE="$INFRA_DIR/template.yaml"
+
+sam_build=0
+keep=0
+while (($#)); do
+  case "$1" in
+    --sam-build) sam_build=1 ;;
+    --keep) keep=1 ;;
+    -h | --help) usage; exit 0 ;;
+    *) echo "check.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
+  esac
+  shift
+done
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/bedrock-meter-check.XXXXXX")"
+cleanup() {
+  if ((keep)); then
+    echo "check.sh: kept $work"
+  else
+    rm -rf -- "$work"
+  fi
+}
+trap cleanup EXIT
+
+# --- helpers -----------------------------------------------------------------
+declare -a summary=()
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# step NAME COMMAND...: run one check in a subshell with errexit on (a function
+# called as an `if` condition would run with errexit off), time it, and stop
+# everything on failure.
+step() {
+  local name="$1"; shift
+  local start rc took
+  start="$(now)"
+  echo
+  echo "==> $name"
+  set +e
+  (set -e; "$@")
+  rc=$?
+  set -e
+  took="$(elapsed "$start")"
+  if ((rc == 0)); then
+    summary+=("$(printf '%-44s ok     %6ss' "$name" "$took")")
+  else
+    summary+=("$(printf '%-44s FAILED %6ss' "$name" "$took")")
+    print_summary
+    echo "check.sh: '$name' failed (exit $rc)" >&2
+    exit "$rc"
+  fi
+}
+
+print_summary() {
+  echo
+  echo "==> summary"
+  printf '%s\n' "${summary[@]}"
+}
+
+# Run a command with a Region and without any AWS credentials or metadata lookups,
+# so that nothing can reach (or wait for) AWS.
+offline() {
+  env -u AWS_PROFILE -u AWS_ACCESS_KEY_ID -u AWS_SECRET_ACCESS_KEY -u AWS_SESSION_TOKEN \
+    -u AWS_ROLE_ARN -u AWS_WEB_IDENTITY_TOKEN_FILE -u AWS_CONTAINER_CREDENTIALS_FULL_URI \
+    -u AWS_CONTAINER_CREDENTIALS_RELATIVE_URI \
+    AWS_DEFAULT_REGION="${AWS_DEFAULT_REGION:-us-east-1}" \
+    AWS_REGION="${AWS_REGION:-${AWS_DEFAULT_REGION:-us-east-1}}" \
+    AWS_CONFIG_FILE=/dev/null AWS_SHARED_CREDENTIALS_FILE=/dev/null \
+    AWS_EC2_METADATA_DISABLED=true \
+    SAM_CLI_TELEMETRY=0 CDK_DISABLE_CLI_TELEMETRY=true \
+    "$@"
+}
+
+# Scripts that pip installs must be found: pyenv needs a rehash, and a --user
+# install (pip's fallback when site-packages is not writable) goes to the user base.
+refresh_path() {
+  hash -r
+  if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+}
+user_bin="$(python3 -m site --user-base 2>/dev/null || true)/bin"
+case ":$PATH:" in *":$user_bin:"*) ;; *) export PATH="$PATH:$user_bin" ;; esac
+
+ensure_python_tools() {
+  if command -v sam >/dev/null 2>&1 && command -v cfn-lint >/dev/null 2>&1; then
+    echo "sam and cfn-lint already installed"
+  else
+    python3 -m pip install --quiet --disable-pip-version-check -r "$INFRA_DIR/requirements-check.txt"
+    refresh_path
+  fi
+  python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
+  sam --version
+  cfn-lint --version
+}
+
+ensure_node_modules() {
+  command -v npm >/dev/null 2>&1 || { echo "npm is required (Node.js 20 or later)" >&2; return 1; }
+  # npm writes node_modules/.package-lock.json on install: reinstall when it is
+  # missing or older than the committed lock file.
+  if [[ ! -f "$CDK_DIR/node_modules/.package-lock.json" ||
+    "$CDK_DIR/package-lock.json" -nt "$CDK_DIR/node_modules/.package-lock.json" ]]; then
+    (cd "$CDK_DIR" && npm ci --no-audit --no-fund)
+  else
+    echo "infra/cdk/node_modules is up to date with package-lock.json"
+  fi
+  (cd "$CDK_DIR" && npx --no-install cdk --version)
+}
+
+sam_validate() {
+  # --lint runs cfn-lint on the template; it needs a Region but no credentials.
+  (cd "$ROOT_DIR" && offline sam validate --lint -t infra/template.yaml)
+}
+
+cfn_lint() {
+  (cd "$ROOT_DIR" && offline cfn-lint infra/template.yaml) && echo "cfn-lint: no findings"
+}
+
+cdk_synth() {
+  # cdk-nag (AwsSolutions) runs as a validation plugin inside synthesis: any finding
+  # that is not acknowledged in infra/cdk/lib/stack.ts fails the synth.
+  (cd "$CDK_DIR" &&
+    offline BEDROCK_METER_SKIP_BUNDLING=1 npx --no-install cdk synth \
+      --no-notices --quiet --output "$work/cdk.out")
+  [[ -f "$work/cdk.out/BedrockMeter.template.json" ]] || {
+    echo "cdk synth wrote no BedrockMeter.template.json" >&2
+    return 1
+  }
+  echo "synthesized $work/cdk.out/BedrockMeter.template.json"
+}
+
+cfn_lint_cdk() {
+  # W3005 (DependsOn already implied by a GetAtt): aws-lambda's Function always adds
+  # DependsOn on its role; harmless.
+  (cd "$ROOT_DIR" && offline cfn-lint --ignore-checks W3005 -- "$work/cdk.out/BedrockMeter.template.json") &&
+    echo "cfn-lint: no findings"
+}
+
+parity() {
+  python3 "$INFRA_DIR/parity.py" "$TEMPLATE" "$work/cdk.out/BedrockMeter.template.json"
+}
+
+ensure_build_tools() {
+  command -v cargo >/dev/null 2>&1 || { echo "cargo is required for --sam-build" >&2; return 1; }
+  if ! cargo lambda --version >/dev/null 2>&1; then
+    python3 -m pip install --quiet --disable-pip-version-check -r "$INFRA_DIR/requirements-build.txt"
+    refresh_path
+  fi
+  cargo lambda --version
+  # `cargo lambda build --arm64` needs the Rust standard library for the target;
+  # say so now rather than after a long build.
+  if command -v rustup >/dev/null 2>&1 &&
+    ! rustup target list --installed | grep -qx 'aarch64-unknown-linux-gnu'; then
+    echo "the Rust target aarch64-unknown-linux-gnu is not installed:" >&2
+    echo "  rustup target add aarch64-unknown-linux-gnu" >&2
+    return 1
+  fi
+}
+
+sam_build() {
+  # Builds into infra/.aws-sam/build, where `cd infra && sam deploy` looks for it.
+  (cd "$INFRA_DIR" && SAM_CLI_TELEMETRY=0 sam build --template-file "$TEMPLATE")
+}
+
+# --- run ------------------------------------------------------------------------
+step "install: sam, cfn-lint" ensure_python_tools
+step "install: infra/cdk (npm ci)" ensure_node_modules
+step "sam validate --lint -t infra/template.yaml" sam_validate
+step "cfn-lint infra/template.yaml" cfn_lint
+step "cdk synth (cdk-nag AwsSolutions)" cdk_synth
+step "cfn-lint (synthesized CDK template)" cfn_lint_cdk
+step "parity: SAM vs CDK" parity
+if ((sam_build)); then
+  step "install: cargo-lambda, aarch64 target" ensure_build_tools
+  step "sam build (release, arm64)" sam_build
+fi
+print_summary
+echo "check.sh: all checks passed"
