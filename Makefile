@@ -1,0 +1,24 @@
+# bedrock-meter: the two commands a newcomer needs are `make demo` and `make test`.
+.PHONY: demo test lint check-infra bench clean-local
+
+## Ingest the sample events into a local DynamoDB and print the totals.
+demo:
+	cargo build -p bedrock-meter-cli
+	scripts/with-dynamodb-local.sh scripts/demo.sh
+
+## Run the whole test suite (unit, property, DynamoDB Local, Lambda emulator, templates).
+test:
+	scripts/test.sh
+
+## Formatting and lints, as CI runs them.
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+## Offline checks of the SAM template and the CDK app.
+check-infra:
+	infra/check.sh
+
+## Remove the locally installed DynamoDB Local.
+clean-local:
+	rm -rf .local
