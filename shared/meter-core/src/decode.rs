@@ -452,7 +452,8 @@ mod tests {
             let g = gzip(DATA.as_bytes());
             g[..g.len() / 2].to_vec()
         };
-        let cases: Vec<(&str, Vec<u8>, fn(&DecodeError) -> bool)> = vec![
+        type Case = (&'static str, Vec<u8>, fn(&DecodeError) -> bool);
+        let cases: Vec<Case> = vec![
             ("empty", b"   ".to_vec(), |e| {
                 matches!(e, DecodeError::Empty)
             }),

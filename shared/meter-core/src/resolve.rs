@@ -234,7 +234,8 @@ mod tests {
     #[test]
     fn users_resolve_in_the_documented_order() {
         let role = "arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice";
-        let cases: &[(Option<&str>, Option<&str>, &str, Option<&str>)] = &[
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, &'a str, Option<&'a str>);
+        let cases: &[Case] = &[
             (
                 Some("bob@example.com"),
                 Some(role),
