@@ -13,8 +13,10 @@ fn events_dir() -> PathBuf {
 }
 
 fn read_json(path: &std::path::Path) -> Value {
-    serde_json::from_slice(&std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_slice(
+        &std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 #[test]
@@ -23,7 +25,9 @@ fn every_envelope_decodes_to_its_readable_twin() {
     for entry in std::fs::read_dir(events_dir()).unwrap() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_str().unwrap().to_string();
-        let Some(stem) = name.strip_suffix(".decoded.json") else { continue };
+        let Some(stem) = name.strip_suffix(".decoded.json") else {
+            continue;
+        };
         let envelope = std::fs::read(events_dir().join(format!("{stem}.json"))).unwrap();
         let decoded = meter_core::decode::unwrap_payload(&envelope, DecodeLimits::default())
             .unwrap_or_else(|e| panic!("{stem}: {e}"));
@@ -41,8 +45,11 @@ fn metering_each_sample_event_gives_the_independently_computed_totals() {
     let scenarios = expected["scenarios"].as_object().unwrap();
     assert!(scenarios.len() >= 13);
     for (name, scenario) in scenarios {
-        let envelope = std::fs::read(events_dir().join(scenario["envelope"].as_str().unwrap())).unwrap();
-        let batch = meter.meter_payload(&envelope).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let envelope =
+            std::fs::read(events_dir().join(scenario["envelope"].as_str().unwrap())).unwrap();
+        let batch = meter
+            .meter_payload(&envelope)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
         let skipped: Vec<&str> = batch.skipped.iter().map(|s| s.location.as_str()).collect();
         let want_skipped: Vec<&str> = scenario["skipped_log_event_ids"]
             .as_array()
@@ -57,7 +64,14 @@ fn metering_each_sample_event_gives_the_independently_computed_totals() {
                 let c = delta.counters;
                 actual.insert(
                     (day.to_string(), user.to_string(), model.to_string()),
-                    [c.invocations, c.errors, c.input_tokens, c.output_tokens, c.cache_read_input_tokens, c.cache_write_input_tokens],
+                    [
+                        c.invocations,
+                        c.errors,
+                        c.input_tokens,
+                        c.output_tokens,
+                        c.cache_read_input_tokens,
+                        c.cache_write_input_tokens,
+                    ],
                 );
             }
         }
@@ -65,8 +79,19 @@ fn metering_each_sample_event_gives_the_independently_computed_totals() {
         for t in scenario["totals"].as_array().unwrap() {
             let n = |k: &str| u128::from(t[k].as_u64().unwrap());
             want.insert(
-                (t["day"].as_str().unwrap().to_string(), t["user"].as_str().unwrap().to_string(), t["model"].as_str().unwrap().to_string()),
-                [n("invocations"), n("errors"), n("input_tokens"), n("output_tokens"), n("cache_read_input_tokens"), n("cache_write_input_tokens")],
+                (
+                    t["day"].as_str().unwrap().to_string(),
+                    t["user"].as_str().unwrap().to_string(),
+                    t["model"].as_str().unwrap().to_string(),
+                ),
+                [
+                    n("invocations"),
+                    n("errors"),
+                    n("input_tokens"),
+                    n("output_tokens"),
+                    n("cache_read_input_tokens"),
+                    n("cache_write_input_tokens"),
+                ],
             );
         }
         assert_eq!(actual, want, "{name}");
@@ -76,8 +101,12 @@ fn metering_each_sample_event_gives_the_independently_computed_totals() {
 #[test]
 fn the_on_failure_destination_record_meters_like_the_event_it_carries() {
     let meter = Meter::with_defaults();
-    let dest = meter.meter_payload(&std::fs::read(events_dir().join("on-failure-destination.json")).unwrap()).unwrap();
-    let orig = meter.meter_payload(&std::fs::read(events_dir().join("single-invocation.json")).unwrap()).unwrap();
+    let dest = meter
+        .meter_payload(&std::fs::read(events_dir().join("on-failure-destination.json")).unwrap())
+        .unwrap();
+    let orig = meter
+        .meter_payload(&std::fs::read(events_dir().join("single-invocation.json")).unwrap())
+        .unwrap();
     assert_eq!(dest.records, orig.records);
     assert!(!dest.records.is_empty());
 }
@@ -86,7 +115,10 @@ fn the_on_failure_destination_record_meters_like_the_event_it_carries() {
 fn the_multi_member_s3_sample_meters_like_its_readable_twin() {
     let meter = Meter::with_defaults();
     let dir = events_dir().join("s3");
-    let gz = std::fs::read(dir.join("AWSLogs/111111111111/BedrockModelInvocationLogs/us-east-1/2026/11/20/10/sample.json.gz")).unwrap();
+    let gz = std::fs::read(dir.join(
+        "AWSLogs/111111111111/BedrockModelInvocationLogs/us-east-1/2026/11/20/10/sample.json.gz",
+    ))
+    .unwrap();
     let plain = std::fs::read(dir.join("sample.jsonl")).unwrap();
     let a = meter.meter_payload(&gz).unwrap();
     let b = meter.meter_payload(&plain).unwrap();
@@ -97,8 +129,13 @@ fn the_multi_member_s3_sample_meters_like_its_readable_twin() {
 #[test]
 fn large_bodies_never_reach_metered_records() {
     let meter = Meter::with_defaults();
-    let batch = meter.meter_payload(&std::fs::read(events_dir().join("large-bodies.json")).unwrap()).unwrap();
+    let batch = meter
+        .meter_payload(&std::fs::read(events_dir().join("large-bodies.json")).unwrap())
+        .unwrap();
     assert!(!batch.records.is_empty());
     let dump = format!("{batch:?}");
-    assert!(!dump.contains("CANARY-PROMPT-7f3a"), "a body leaked into a metered record");
+    assert!(
+        !dump.contains("CANARY-PROMPT-7f3a"),
+        "a body leaked into a metered record"
+    );
 }

@@ -1,6 +1,8 @@
 //! `bedrock-meter`: create the table, replay logs through the very same
 //! ingest path as the Lambda, report totals, and check price tables.
 
+mod backfill;
+mod budget;
 mod replay;
 mod report;
 
@@ -39,6 +41,10 @@ enum Command {
     Report(report::ReportArgs),
     /// Print the effective price table, or validate one with --check.
     Prices(PricesArgs),
+    /// Ingest Bedrock's own S3 delivery (history before bedrock-meter), exactly once.
+    Backfill(backfill::BackfillArgs),
+    /// Manage budgets: per-user daily/monthly limits, defaults, the organisation's limit.
+    Budget(budget::BudgetArgs),
 }
 
 #[derive(Args)]
@@ -101,6 +107,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             report::run(&store, args).await
         }
         Command::Prices(args) => prices(&config, args),
+        Command::Backfill(args) => backfill::run(&config, args).await,
+        Command::Budget(args) => budget::run(&config, args).await,
     }
 }
 

@@ -15,6 +15,7 @@
 //! the same transaction as its increments; and at least once, because a batch
 //! that cannot be committed fails and is delivered again.
 
+pub mod budgets;
 pub mod config;
 pub mod dynamo;
 pub mod ingest;
