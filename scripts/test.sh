@@ -17,6 +17,13 @@ if ! cargo lambda --version >/dev/null 2>&1; then
 fi
 cargo lambda --version
 
+step "tools: moto server (S3 and SNS APIs on loopback for the backfill and alert tests)"
+if ! command -v moto_server >/dev/null 2>&1; then
+  python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+  hash -r; command -v pyenv >/dev/null && pyenv rehash || true
+fi
+command -v moto_server
+
 step "build: tests and binaries (the network namespace below is offline)"
 cargo build --workspace --bins
 cargo test --workspace --no-run

@@ -46,6 +46,14 @@ pub const DEFAULT_USER_METADATA_KEY: &str = "user";
 /// The model recorded when a record has no `modelId`.
 pub const UNKNOWN_MODEL: &str = "unknown";
 
+/// Longest user or model id kept (bytes). Longer ids are skipped and
+/// reported: an aggregate item holds the raw id and must stay well inside
+/// DynamoDB's 400 KB item limit, and no real id is this long.
+pub const MAX_ID_BYTES: usize = 8 * 1024;
+
+/// Longest `requestId` kept (bytes); real ones are 36-byte UUIDs.
+pub const MAX_REQUEST_ID_BYTES: usize = 1024;
+
 /// Settings of the pipeline.
 #[derive(Debug, Clone)]
 pub struct Meter {
@@ -165,6 +173,27 @@ impl Meter {
     pub fn meter_event(&self, event: &LogEvent<'_>) -> Result<MeteredRecord, RecordError> {
         let rec = record::parse_record(&event.message, &self.user_metadata_key)?;
         let who = resolve::attribute(rec.metadata_user.as_deref(), rec.identity_arn.as_deref());
+        let too_long = |field: &'static str, len: usize, max: usize| {
+            (len > max).then_some(RecordError::IdTooLong { field, len, max })
+        };
+        if let Some(e) = too_long("user", who.user.len(), MAX_ID_BYTES)
+            .or_else(|| {
+                too_long(
+                    "modelId",
+                    rec.model_id.as_deref().map_or(0, str::len),
+                    MAX_ID_BYTES,
+                )
+            })
+            .or_else(|| {
+                too_long(
+                    "requestId",
+                    rec.request_id.as_deref().map_or(0, str::len),
+                    MAX_REQUEST_ID_BYTES,
+                )
+            })
+        {
+            return Err(e);
+        }
         let day = Day::of(rec.timestamp);
         let model = rec.model_id.as_deref();
         let price = self
@@ -259,6 +288,32 @@ mod tests {
         assert_eq!(b.counters.unpriced_invocations, 1);
         assert_eq!(b.counters.cost_usd, Usd::ZERO);
         assert_eq!(b.counters.input_tokens, 5);
+    }
+
+    #[test]
+    fn ids_beyond_the_stored_limit_are_skipped_with_a_reason() {
+        let m = Meter::with_defaults();
+        let long = "u".repeat(MAX_ID_BYTES + 1);
+        let ok = "u".repeat(MAX_ID_BYTES);
+        let msg = |user: &str| {
+            format!(
+                r#"{{"modelId":"m","timestamp":"2026-11-01T00:00:00Z","requestMetadata":{{"user":"{user}"}}}}"#
+            )
+        };
+        let (long_msg, ok_msg) = (msg(&long), msg(&ok));
+        let err = m.meter_event(&ev("1", &long_msg)).unwrap_err();
+        assert_eq!(err.reason_label(), "id_too_long");
+        assert_eq!(m.meter_event(&ev("2", &ok_msg)).unwrap().user, ok);
+        let long_model = format!(
+            r#"{{"modelId":"{}","timestamp":"2026-11-01T00:00:00Z"}}"#,
+            "m".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(
+            m.meter_event(&ev("3", &long_model))
+                .unwrap_err()
+                .reason_label(),
+            "id_too_long"
+        );
     }
 
     #[test]

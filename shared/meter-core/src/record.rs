@@ -29,6 +29,12 @@ pub enum RecordError {
     MissingTimestamp,
     #[error("wrong shape: {0}")]
     WrongShape(String),
+    #[error("{field} is {len} bytes, more than the {max} bytes bedrock-meter stores")]
+    IdTooLong {
+        field: &'static str,
+        len: usize,
+        max: usize,
+    },
 }
 
 impl RecordError {
@@ -41,6 +47,7 @@ impl RecordError {
             RecordError::BadTimestamp(_) => "bad_timestamp",
             RecordError::MissingTimestamp => "missing_timestamp",
             RecordError::WrongShape(_) => "wrong_shape",
+            RecordError::IdTooLong { .. } => "id_too_long",
         }
     }
 }
