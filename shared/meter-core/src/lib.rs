@@ -69,8 +69,6 @@ pub struct MeteredRecord {
     /// The idempotency identity: `r:<requestId>`, else `e:<log event id>`,
     /// else `h:<sha256 of the record text>`.
     pub record_id: String,
-    /// Where to find the record: its log event id or `line N`.
-    pub location: String,
     pub user: String,
     pub principal: Option<String>,
     /// `modelId` exactly as logged.
@@ -149,22 +147,32 @@ impl Meter {
             skipped: Vec::new(),
             duplicates_in_batch: 0,
         };
-        let mut seen: HashSet<String> = HashSet::with_capacity(events.len());
         for event in events {
             match self.meter_event(event) {
-                Ok(r) => {
-                    if seen.contains(&r.record_id) {
-                        out.duplicates_in_batch += 1;
-                    } else {
-                        seen.insert(r.record_id.clone());
-                        out.records.push(r);
-                    }
-                }
+                Ok(r) => out.records.push(r),
                 Err(error) => out.skipped.push(SkippedRecord {
                     location: event.id.to_string(),
                     error,
                 }),
             }
+        }
+        // The same record twice in one payload: keep the first.
+        let mut keep = vec![true; out.records.len()];
+        {
+            let mut seen: HashSet<&str> = HashSet::with_capacity(out.records.len());
+            for (i, r) in out.records.iter().enumerate() {
+                if !seen.insert(r.record_id.as_str()) {
+                    keep[i] = false;
+                }
+            }
+        }
+        out.duplicates_in_batch = keep.iter().filter(|k| !**k).count();
+        if out.duplicates_in_batch > 0 {
+            let mut i = 0;
+            out.records.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
         }
         out
     }
@@ -210,7 +218,6 @@ impl Meter {
         };
         Ok(MeteredRecord {
             record_id,
-            location: event.id.to_string(),
             user: who.user,
             principal: who.principal,
             model: model.unwrap_or(UNKNOWN_MODEL).to_string(),

@@ -131,7 +131,6 @@ mod tests {
     fn rec(id: usize, user: usize, model: usize, day: &str) -> MeteredRecord {
         MeteredRecord {
             record_id: format!("r:{id}"),
-            location: id.to_string(),
             user: format!("user{user}"),
             principal: None,
             model: format!("model{model}"),
