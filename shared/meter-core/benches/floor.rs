@@ -7,7 +7,10 @@
 //!
 //!     cargo bench -p meter-core --bench floor -- [--records N] [--runs R] [--baselines]
 //!
-//! Single-threaded; medians of R runs.
+//! Single-threaded; medians of R runs of the thread's CPU time (from
+//! /proc/thread-self/schedstat, so a busy machine does not inflate them;
+//! wall-clock where that is unavailable). The Python and Node baselines
+//! report their own process CPU time.
 
 mod common;
 
@@ -140,12 +143,26 @@ fn pipeline(meter: &Meter, envelope: &[u8]) -> usize {
     black_box(agg.len()) + batch.records.len()
 }
 
+/// CPU time of this thread (Linux schedstat, nanoseconds): unlike wall-clock
+/// time it does not count time the thread waited for a busy core.
+fn thread_cpu() -> Option<Duration> {
+    let s = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    s.split_whitespace()
+        .next()?
+        .parse()
+        .ok()
+        .map(Duration::from_nanos)
+}
+
 fn median(runs: usize, mut f: impl FnMut()) -> Duration {
     let mut times: Vec<Duration> = (0..runs)
         .map(|_| {
-            let t = Instant::now();
+            let (t, c) = (Instant::now(), thread_cpu());
             f();
-            t.elapsed()
+            match (c, thread_cpu()) {
+                (Some(a), Some(b)) => b - a,
+                _ => t.elapsed(),
+            }
         })
         .collect();
     times.sort();

@@ -5,7 +5,7 @@
 //! counters, so it is independent of record order and conserves every counter
 //! (property-tested below).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use crate::money::Usd;
 use crate::resolve::{Day, Month};
@@ -133,19 +133,20 @@ pub fn keys_of<C: Contribution>(r: &C) -> [AggregateKey<'_>; 4] {
     ]
 }
 
-/// Folds records into one delta per aggregate key.
+/// Folds records into one delta per aggregate key, in key order. Sums in a
+/// hash map (records far outnumber keys), sorts once at the end.
 pub fn aggregate<'a, C: Contribution + 'a>(
     records: impl IntoIterator<Item = &'a C>,
 ) -> BTreeMap<AggregateKey<'a>, Delta<'a>> {
-    let mut out: BTreeMap<AggregateKey<'a>, Delta<'a>> = BTreeMap::new();
+    let mut sums: HashMap<AggregateKey<'a>, Delta<'a>> = HashMap::new();
     for r in records {
         for key in keys_of(r) {
-            let d = out.entry(key).or_default();
+            let d = sums.entry(key).or_default();
             d.counters.add(r.counters());
             d.record_ids.push(r.record_id());
         }
     }
-    out
+    sums.into_iter().collect()
 }
 
 #[cfg(test)]

@@ -147,8 +147,9 @@ impl Meter {
             skipped: Vec::new(),
             duplicates_in_batch: 0,
         };
+        let mut rates = pricing::RateCache::default();
         for event in events {
-            match self.meter_event(event) {
+            match self.meter_event_with(event, &mut rates) {
                 Ok(r) => out.records.push(r),
                 Err(error) => out.skipped.push(SkippedRecord {
                     location: event.id.to_string(),
@@ -179,6 +180,14 @@ impl Meter {
 
     /// Meters one log event.
     pub fn meter_event(&self, event: &LogEvent<'_>) -> Result<MeteredRecord, RecordError> {
+        self.meter_event_with(event, &mut pricing::RateCache::default())
+    }
+
+    fn meter_event_with<'t>(
+        &'t self,
+        event: &LogEvent<'_>,
+        rates: &mut pricing::RateCache<'t>,
+    ) -> Result<MeteredRecord, RecordError> {
         let rec = record::parse_record(&event.message, &self.user_metadata_key)?;
         let who = resolve::attribute(rec.metadata_user.as_deref(), rec.identity_arn.as_deref());
         let too_long = |field: &'static str, len: usize, max: usize| {
@@ -206,7 +215,7 @@ impl Meter {
         let model = rec.model_id.as_deref();
         let price = self
             .prices
-            .price(model, rec.region.as_deref(), day, &rec.tokens);
+            .price_cached(rates, model, rec.region.as_deref(), day, &rec.tokens);
         let (cost, unpriced) = match price {
             Price::Priced(c) => (c, None),
             Price::Unpriced(reason) => (Usd::ZERO, Some(reason)),

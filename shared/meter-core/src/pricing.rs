@@ -372,10 +372,59 @@ impl PriceTable {
         let Some(model_id) = model_id else {
             return Price::Unpriced(UnpricedReason::NoModelId);
         };
-        let rates = match self.rates_for(model_id, region, day) {
-            Ok(r) => r,
-            Err(reason) => return Price::Unpriced(reason),
+        cost_at(self.rates_for(model_id, region, day), tokens)
+    }
+
+    /// [`PriceTable::price`] with rate lookups memoised in `cache` (a batch
+    /// has few distinct model, Region and day combinations).
+    pub fn price_cached<'t>(
+        &'t self,
+        cache: &mut RateCache<'t>,
+        model_id: Option<&str>,
+        region: Option<&str>,
+        day: Day,
+        tokens: &TokenCounts,
+    ) -> Price {
+        if tokens.is_zero() {
+            return Price::Priced(Usd::ZERO);
+        }
+        let Some(model_id) = model_id else {
+            return Price::Unpriced(UnpricedReason::NoModelId);
         };
+        let per_model = match cache.entries.get_mut(model_id) {
+            Some(v) => v,
+            None => cache.entries.entry(model_id.to_string()).or_default(),
+        };
+        let found = per_model
+            .iter()
+            .find(|(g, d, _)| g.as_deref() == region && *d == day)
+            .map(|(_, _, r)| r.clone());
+        let rates = match found {
+            Some(r) => r,
+            None => {
+                let r = self.rates_for(model_id, region, day);
+                per_model.push((region.map(str::to_string), day, r.clone()));
+                r
+            }
+        };
+        cost_at(rates, tokens)
+    }
+}
+
+/// Memoised rate lookups for one batch.
+#[derive(Debug, Default)]
+pub struct RateCache<'t> {
+    #[allow(clippy::type_complexity)]
+    entries: HashMap<String, Vec<(Option<String>, Day, Result<&'t Rates, UnpricedReason>)>>,
+}
+
+/// The exact cost of `tokens` at `rates`, or why it cannot be computed.
+fn cost_at(rates: Result<&Rates, UnpricedReason>, tokens: &TokenCounts) -> Price {
+    let rates = match rates {
+        Ok(r) => r,
+        Err(reason) => return Price::Unpriced(reason),
+    };
+    {
         let mut total = Usd::ZERO;
         for (class, count, rate) in [
             ("input", tokens.input, rates.input),

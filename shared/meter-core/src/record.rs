@@ -331,8 +331,12 @@ pub fn parse_record<'a>(
     })
 }
 
-/// Parses an RFC 3339 timestamp (any offset; normalised to UTC).
+/// Parses an RFC 3339 timestamp (any offset; normalised to UTC). The form
+/// Bedrock writes, `YYYY-MM-DDTHH:MM:SSZ`, takes a fast path.
 pub fn parse_timestamp(ts: &str) -> Result<OffsetDateTime, RecordError> {
+    if let Some(t) = parse_plain_utc(ts.as_bytes()) {
+        return Ok(t);
+    }
     OffsetDateTime::parse(ts.trim(), &time::format_description::well_known::Rfc3339)
         .map(|t| t.to_offset(time::UtcOffset::UTC))
         .map_err(|_| {
@@ -341,6 +345,35 @@ pub fn parse_timestamp(ts: &str) -> Result<OffsetDateTime, RecordError> {
                 truncate_for_log(ts, 40)
             ))
         })
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ` exactly, validated; `None` for anything else.
+fn parse_plain_utc(b: &[u8]) -> Option<OffsetDateTime> {
+    if b.len() != 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b'T'
+        || b[13] != b':'
+        || b[16] != b':'
+        || b[19] != b'Z'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + u32::from(c - b'0'))
+        })
+    };
+    let year = i32::try_from(num(0..4)?).ok()?;
+    let month = time::Month::try_from(u8::try_from(num(5..7)?).ok()?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, u8::try_from(num(8..10)?).ok()?).ok()?;
+    let t = time::Time::from_hms(
+        u8::try_from(num(11..13)?).ok()?,
+        u8::try_from(num(14..16)?).ok()?,
+        u8::try_from(num(17..19)?).ok()?,
+    )
+    .ok()?;
+    Some(date.with_time(t).assume_utc())
 }
 
 fn classify_serde_error(e: serde_json::Error) -> RecordError {
@@ -462,6 +495,32 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.tokens.output, u64::MAX);
+    }
+
+    #[test]
+    fn the_fast_timestamp_path_agrees_with_the_rfc3339_parser() {
+        use time::format_description::well_known::Rfc3339;
+        for ts in [
+            "2026-09-08T12:10:33Z",
+            "2024-02-29T23:59:59Z",
+            "2000-01-01T00:00:00Z",
+            "2026-12-31T23:59:60Z",
+        ] {
+            let slow = OffsetDateTime::parse(ts, &Rfc3339).ok();
+            assert_eq!(parse_plain_utc(ts.as_bytes()).or(slow), slow, "{ts}");
+            if slow.is_some() {
+                assert_eq!(parse_timestamp(ts).ok(), slow, "{ts}");
+            }
+        }
+        for bad in [
+            "2026-02-30T00:00:00Z",
+            "2026-13-01T00:00:00Z",
+            "2026-01-01T24:00:00Z",
+            "2026-01-01T00:00:00z",
+            "2026-01-01 00:00:00Z",
+        ] {
+            assert_eq!(parse_plain_utc(bad.as_bytes()), None, "{bad}");
+        }
     }
 
     #[test]
