@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Offline checks of bedrock-meter's deployment templates. Runnable from any directory.
 #
-#   infra/check.sh              sam validate --lint, cfn-lint, cdk synth (+ cdk-nag), parity
-#   infra/check.sh --sam-build  the same, then the release Lambda build with `sam build`
+#   infra/check.sh              sam validate --lint, cfn-lint (all templates), cdk synth (+ cdk-nag), parity
+#   infra/check.sh --sam-build  the same, then the release Lambda build with `sam build`:
+#                               arm64 when the Rust target aarch64-unknown-linux-gnu is
+#                               installed, else x86_64 (Architecture=x86_64, said loudly)
+#   infra/check.sh --sam-build --only ID
+#                               build only the function with logical id ID (for example
+#                               IngestFunction) instead of all three
 #   infra/check.sh --keep       keep the synthesized cdk.out and print where it is
 #
 # It installs what it needs when missing: aws-sam-cli and cfn-lint with pip
@@ -15,7 +20,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,14p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 INFRA_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -25,9 +30,15 @@ TEMPLATE="$INFRA_DIR/template.yaml"
 
 sam_build=0
 keep=0
+only=""
 while (($#)); do
   case "$1" in
     --sam-build) sam_build=1 ;;
+    --only)
+      [[ $# -ge 2 ]] || { echo "check.sh: --only needs a function logical id" >&2; exit 2; }
+      only="$2"
+      shift
+      ;;
     --keep) keep=1 ;;
     -h | --help) usage; exit 0 ;;
     *) echo "check.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
@@ -138,6 +149,12 @@ cfn_lint() {
   (cd "$ROOT_DIR" && offline cfn-lint infra/template.yaml) && echo "cfn-lint: no findings"
 }
 
+cfn_lint_collection() {
+  # The two small templates for collecting other accounts' and Regions' logs.
+  (cd "$ROOT_DIR" && offline cfn-lint infra/source-account.yaml infra/region-destination.yaml) &&
+    echo "cfn-lint: no findings"
+}
+
 cdk_synth() {
   # cdk-nag (AwsSolutions) runs as a validation plugin inside synthesis: any finding
   # that is not acknowledged in infra/cdk/lib/stack.ts fails the synth.
@@ -169,19 +186,54 @@ ensure_build_tools() {
     refresh_path
   fi
   cargo lambda --version
-  # `cargo lambda build --arm64` needs the Rust standard library for the target;
-  # say so now rather than after a long build.
-  if command -v rustup >/dev/null 2>&1 &&
-    ! rustup target list --installed | grep -qx 'aarch64-unknown-linux-gnu'; then
-    echo "the Rust target aarch64-unknown-linux-gnu is not installed:" >&2
-    echo "  rustup target add aarch64-unknown-linux-gnu" >&2
-    return 1
+}
+
+# The architecture --sam-build compiles for: arm64 (what the stack deploys by
+# default) when the Rust standard library for aarch64-unknown-linux-gnu is
+# installed, otherwise x86_64. Decided from the toolchain's sysroot, so it works
+# with and without rustup.
+build_architecture() {
+  local sysroot
+  sysroot="$(rustc --print sysroot 2>/dev/null || true)"
+  if [[ -n "$sysroot" && -d "$sysroot/lib/rustlib/aarch64-unknown-linux-gnu/lib" ]]; then
+    echo arm64
+  else
+    echo x86_64
   fi
 }
 
 sam_build() {
+  if [[ "$build_arch" == x86_64 ]]; then
+    echo "check.sh: the Rust target aarch64-unknown-linux-gnu is NOT installed, so this builds"
+    echo "check.sh: for x86_64 (--parameter-overrides Architecture=x86_64). The stack's default"
+    echo "check.sh: is arm64: for an arm64 build run 'rustup target add aarch64-unknown-linux-gnu'."
+    echo "check.sh: To deploy this x86_64 build, pass Architecture=x86_64 to 'sam deploy' too."
+  else
+    echo "check.sh: building for arm64 (aarch64-unknown-linux-gnu is installed)"
+  fi
   # Builds into infra/.aws-sam/build, where `cd infra && sam deploy` looks for it.
-  (cd "$INFRA_DIR" && SAM_CLI_TELEMETRY=0 sam build --template-file "$TEMPLATE")
+  # A stale build of another function would be reported by check_bootstraps: start clean.
+  rm -rf -- "$INFRA_DIR/.aws-sam/build"
+  # The resource id goes first: --parameter-overrides takes every value after it.
+  (cd "$INFRA_DIR" && SAM_CLI_TELEMETRY=0 sam build ${only:+"$only"} --template-file "$TEMPLATE" \
+    --parameter-overrides "Architecture=$build_arch")
+}
+
+# Every built bootstrap must be an ELF executable for the architecture asked for
+# (this is also what shows that `sam build` honoured the Architecture parameter).
+check_bootstraps() {
+  local want found=0 machine bootstrap
+  case "$build_arch" in
+    arm64) want=AArch64 ;;
+    x86_64) want="X86-64" ;;
+  esac
+  while IFS= read -r bootstrap; do
+    found=1
+    machine="$(readelf -h "$bootstrap" | awk -F: '/Machine:/ { gsub(/^[ \t]+/, "", $2); print $2 }')"
+    printf '%-60s %10s bytes  %s\n' "${bootstrap#"$INFRA_DIR/"}" "$(stat -c %s "$bootstrap")" "$machine"
+    [[ "$machine" == *"$want"* ]] || { echo "expected $want, got $machine: $bootstrap" >&2; return 1; }
+  done < <(find "$INFRA_DIR/.aws-sam/build" -name bootstrap -type f | sort)
+  ((found)) || { echo "sam build produced no bootstrap" >&2; return 1; }
 }
 
 # --- run ------------------------------------------------------------------------
@@ -189,12 +241,15 @@ step "install: sam, cfn-lint" ensure_python_tools
 step "install: infra/cdk (npm ci)" ensure_node_modules
 step "sam validate --lint -t infra/template.yaml" sam_validate
 step "cfn-lint infra/template.yaml" cfn_lint
+step "cfn-lint source-account, region-destination" cfn_lint_collection
 step "cdk synth (cdk-nag AwsSolutions)" cdk_synth
 step "cfn-lint (synthesized CDK template)" cfn_lint_cdk
 step "parity: SAM vs CDK" parity
 if ((sam_build)); then
-  step "install: cargo-lambda, aarch64 target" ensure_build_tools
-  step "sam build (release, arm64)" sam_build
+  step "install: cargo-lambda" ensure_build_tools
+  build_arch="$(build_architecture)"
+  step "sam build (release, $build_arch${only:+, $only only})" sam_build
+  step "built bootstraps ($build_arch)" check_bootstraps
 fi
 print_summary
 echo "check.sh: all checks passed"

@@ -13,18 +13,25 @@ turned into their long form by a custom loader.
 What is compared (each line of output says which):
   * the usage table: KeySchema, AttributeDefinitions, GSIs, TTL attribute, stream view
     type, billing mode, point-in-time recovery, SSE, deletion protection, name;
-  * the ingest function: Runtime, Architectures, MemorySize, Timeout, Handler,
-    environment variable names and values, logging configuration, asynchronous
-    invocation config (retries, event age, on-failure destination);
-  * the IAM actions granted to the function's role (logs:* actions and the
-    AWS-managed basic execution policy excluded: both templates scope logging to
-    the function's own log group), which resource each action is granted on, and
-    any other managed policy attached to the role;
-  * the on-failure queue, the subscription filter, the invoke permission, the
-    alarms, and the names of parameters, conditions and outputs.
+  * each function (ingest, budget-alerts, kinesis-ingest): condition, name, Runtime,
+    Architectures, MemorySize, Timeout, Handler, environment, logging configuration,
+    role, asynchronous invocation config (retries, event age, on-failure destination),
+    and the IAM actions its role is granted (inline policies and attached
+    AWS::IAM::Policy resources; logs:* actions and the AWS-managed basic execution
+    policy excluded: both templates scope logging to the function's own log group)
+    with the resources each is granted on;
+  * every other resource by logical id (queues, queue and topic policies, roles, the
+    KMS key and its policy, the topic, the Kinesis stream, subscription filters, the
+    invoke permission, the CloudWatch Logs destination, event source mappings, log
+    groups, alarms): type, condition, DependsOn, deletion policies and properties;
+  * conditions (definitions), outputs (values and conditions), and parameters;
+  * the Architecture parameter: CDK fixes it at synth time (context `architecture`)
+    and allows only that value, which SAM must allow too.
 
-References are compared by what they point at (Ref/GetAtt of a resource become
-"<Type>.<attr>"), so renamed logical ids do not cause false alarms.
+References are compared by what they point at, "<Type> <logical id>": the CDK app
+gives every resource the logical id it has in the SAM template, so that switching
+tools never replaces a resource. Policy statements are compared without Sid (CDK's
+enforceSSL writes none) and with Action/Resource as sorted lists.
 
 Exit status: 0 when everything matches, 1 on any difference (with a diff), 2 on
 bad input.
@@ -43,6 +50,11 @@ HERE = Path(__file__).resolve().parent
 # Parameters and conditions that only one tool adds by itself.
 CDK_ONLY_PARAMETERS = {"BootstrapVersion"}
 CDK_ONLY_CONDITIONS = {"CDKMetadataAvailable"}
+
+# Parameters fixed at synth time in CDK (by a context value, because the asset is
+# compiled for them): the CDK template allows only the value it was synthesized
+# with, the SAM template allows every value. Checked by build_time_parameters().
+BUILD_TIME_PARAMETERS = {"Architecture"}
 
 
 # ---------------------------------------------------------------------------
@@ -134,13 +146,13 @@ class Template:
         if set(value) == {"Ref"}:
             target = value["Ref"]
             if target in self.resources:
-                return f"Ref({self.kind(target)})"
+                return f"Ref({self.kind(target)} {target})"
             if target in self.parameters:
                 return f"Ref(Parameter {target})"
             return f"Ref({target})"
         if set(value) == {"Fn::GetAtt"}:
             target, attribute = value["Fn::GetAtt"]
-            kind = self.kind(target) if target in self.resources else target
+            kind = f"{self.kind(target)} {target}" if target in self.resources else target
             return f"GetAtt({kind}.{attribute})"
         if set(value) == {"Fn::Sub"}:
             sub = value["Fn::Sub"]
@@ -196,57 +208,72 @@ class Template:
             "UpdateReplacePolicy": table.get("UpdateReplacePolicy"),
         }
 
-    def function(self) -> tuple[str, dict[str, Any]]:
-        return self.one(
-            "AWS::Lambda::Function",
-            "AWS::Serverless::Function",
-            where=lambda r: (r.get("Properties") or {}).get("Handler") == "bootstrap",
-        )
+    # -- functions ------------------------------------------------------------
+    FUNCTION_TYPES = ("AWS::Lambda::Function", "AWS::Serverless::Function")
 
-    def function_facts(self) -> dict[str, Any]:
-        _, fn = self.function()
+    def functions(self) -> dict[str, dict[str, Any]]:
+        """The Rust functions (Handler bootstrap), by logical id."""
+        return {
+            k: v
+            for k, v in self.of_type(*self.FUNCTION_TYPES).items()
+            if (v.get("Properties") or {}).get("Handler") == "bootstrap"
+        }
+
+    def function(self, logical_id: str) -> dict[str, Any]:
+        fn = self.functions().get(logical_id)
+        if fn is None:
+            raise LookupError(f"{self.name}: no function {logical_id} (found {sorted(self.functions())})")
+        return fn
+
+    def function_facts(self, logical_id: str) -> dict[str, Any]:
+        fn = self.function(logical_id)
         p = fn.get("Properties", {})
         variables = ((p.get("Environment") or {}).get("Variables")) or {}
         return {
+            "Condition": fn.get("Condition"),
+            "FunctionName": self.describe(p.get("FunctionName")),
             "Runtime": p.get("Runtime"),
-            "Architectures": p.get("Architectures"),
+            "Architectures": self.describe(p.get("Architectures")),
             "MemorySize": p.get("MemorySize"),
             "Timeout": p.get("Timeout"),
             "Handler": p.get("Handler"),
-            "EnvironmentVariableNames": sorted(variables),
             "EnvironmentVariables": {k: self.describe(v) for k, v in sorted(variables.items())},
             "LoggingConfig": self.describe(p.get("LoggingConfig")),
             "ReservedConcurrentExecutions": p.get("ReservedConcurrentExecutions"),
+            "Role": self.describe(p.get("Role")),
         }
 
-    def async_invoke(self) -> dict[str, Any]:
-        fn_id, fn = self.function()
+    def async_invoke(self, logical_id: str) -> dict[str, Any] | None:
+        fn = self.function(logical_id)
         if fn["Type"] == "AWS::Serverless::Function":
-            cfg = dict((fn.get("Properties") or {}).get("EventInvokeConfig") or {})
-            dest = (cfg.get("DestinationConfig") or {}).get("OnFailure") or {}
-            on_failure = self.describe(dest.get("Destination"))
+            cfg = (fn.get("Properties") or {}).get("EventInvokeConfig")
+            if cfg is None:
+                return None
         else:
-            _, res = self.one(
-                "AWS::Lambda::EventInvokeConfig",
-                where=lambda r: (r.get("Properties") or {}).get("FunctionName") == {"Ref": fn_id},
-            )
-            cfg = res.get("Properties", {})
-            on_failure = self.describe(
-                ((cfg.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
-            )
+            found = [
+                r.get("Properties") or {}
+                for r in self.of_type("AWS::Lambda::EventInvokeConfig").values()
+                if (r.get("Properties") or {}).get("FunctionName") == {"Ref": logical_id}
+            ]
+            if not found:
+                return None
+            if len(found) > 1:
+                raise LookupError(f"{self.name}: several EventInvokeConfig for {logical_id}")
+            cfg = found[0]
+        dest = ((cfg.get("DestinationConfig") or {}).get("OnFailure") or {}).get("Destination")
         return {
             "MaximumRetryAttempts": cfg.get("MaximumRetryAttempts"),
             "MaximumEventAgeInSeconds": cfg.get("MaximumEventAgeInSeconds"),
-            "OnFailureDestination": on_failure,
+            "OnFailureDestination": self.describe(dest),
         }
 
-    def role_grants(self) -> tuple[list[str], dict[str, list[Any]], list[Any]]:
-        """(actions, action -> resources, managed policy ARNs) of the function's role,
-        without logs:* actions and without the AWS-managed basic execution policy."""
-        _, fn = self.function()
-        role_ref = (fn.get("Properties") or {}).get("Role")
+    def role_grants(self, logical_id: str) -> dict[str, list[Any]]:
+        """action -> resources granted to a function's role (inline policies and
+        AWS::IAM::Policy resources attached to it), without logs:* actions; managed
+        policies other than the basic execution role are listed under "ManagedPolicyArns"."""
+        role_ref = (self.function(logical_id).get("Properties") or {}).get("Role")
         if not (isinstance(role_ref, dict) and "Fn::GetAtt" in role_ref):
-            raise LookupError(f"{self.name}: the function's Role is not a GetAtt of a role in the template")
+            raise LookupError(f"{self.name}: the Role of {logical_id} is not a GetAtt of a role in the template")
         role_id = role_ref["Fn::GetAtt"][0]
         role = self.resources[role_id]
         documents = [p.get("PolicyDocument", {}) for p in (role.get("Properties") or {}).get("Policies", [])]
@@ -256,91 +283,112 @@ class Template:
                 documents.append(pp.get("PolicyDocument", {}))
         grants: dict[str, list[Any]] = {}
         for document in documents:
-            statements = document.get("Statement", [])
-            for statement in statements if isinstance(statements, list) else [statements]:
+            for statement in as_list(document.get("Statement", [])):
                 if statement.get("Effect") != "Allow":
                     continue
-                actions = statement.get("Action", [])
-                resources = statement.get("Resource", [])
-                for action in actions if isinstance(actions, list) else [actions]:
+                for action in as_list(statement.get("Action", [])):
                     if action.lower().startswith("logs:"):
                         continue
-                    for resource in resources if isinstance(resources, list) else [resources]:
+                    for resource in as_list(statement.get("Resource", [])):
                         grants.setdefault(action, []).append(self.describe(resource))
+        out: dict[str, list[Any]] = {k: sorted(v, key=json.dumps) for k, v in sorted(grants.items())}
         managed = [
-            arn
+            self.describe(arn)
             for arn in (role.get("Properties") or {}).get("ManagedPolicyArns", [])
             if "AWSLambdaBasicExecutionRole" not in json.dumps(arn)
         ]
-        return (
-            sorted(grants),
-            {k: sorted(v, key=json.dumps) for k, v in sorted(grants.items())},
-            [self.describe(m) for m in managed],
-        )
+        out["ManagedPolicyArns"] = managed
+        return out
 
-    def queue(self) -> dict[str, Any]:
-        _, q = self.one("AWS::SQS::Queue")
-        p = q.get("Properties", {})
-        policies = [
-            self.describe(r["Properties"].get("PolicyDocument", {}).get("Statement"))
-            for r in self.of_type("AWS::SQS::QueuePolicy").values()
-        ]
-        for statements in policies:
-            for s in statements:
-                s.pop("Sid", None)
+    # -- every other resource, by logical id ----------------------------------
+    def other_resources(self) -> dict[str, dict[str, Any]]:
+        """Every resource except the table and the functions (checked above), and
+        what only one tool adds (CDK's metadata and EventInvokeConfig, compared with
+        the function), normalised: references by logical id, policy statements
+        without Sid and with Action/Resource as sorted lists, the default deletion
+        policies made explicit."""
+        skip = set(self.of_type("AWS::DynamoDB::Table", "AWS::CDK::Metadata", "AWS::Lambda::EventInvokeConfig"))
+        skip |= set(self.functions())
+        out = {}
+        for logical_id, resource in sorted(self.resources.items()):
+            if logical_id in skip:
+                continue
+            out[logical_id] = {
+                "Type": resource.get("Type"),
+                "Condition": resource.get("Condition"),
+                "DependsOn": sorted(as_list(resource.get("DependsOn", []))),
+                "DeletionPolicy": resource.get("DeletionPolicy", "Delete"),
+                "UpdateReplacePolicy": resource.get("UpdateReplacePolicy", "Delete"),
+                "Properties": normalise_policies(self.describe(resource.get("Properties") or {})),
+            }
+        return out
+
+    def conditions(self) -> dict[str, Any]:
         return {
-            "MessageRetentionPeriod": p.get("MessageRetentionPeriod"),
-            "SqsManagedSseEnabled": p.get("SqsManagedSseEnabled"),
-            "KmsMasterKeyId": self.describe(p.get("KmsMasterKeyId")),
-            "QueuePolicyStatements": policies,
+            k: self.describe(v)
+            for k, v in sorted(self.data.get("Conditions", {}).items())
+            if k not in CDK_ONLY_CONDITIONS
         }
 
-    def source(self) -> dict[str, Any]:
-        _, sub = self.one("AWS::Logs::SubscriptionFilter")
-        _, perm = self.one("AWS::Lambda::Permission")
-        _, group = self.one("AWS::Logs::LogGroup")
-        sp, pp, gp = sub.get("Properties", {}), perm.get("Properties", {}), group.get("Properties", {})
+    def outputs(self) -> dict[str, Any]:
         return {
-            "SubscriptionFilter": {
-                k: self.describe(sp.get(k)) for k in ("FilterName", "LogGroupName", "FilterPattern", "DestinationArn")
-            },
-            "Permission": {
-                k: self.describe(pp.get(k))
-                for k in ("Action", "FunctionName", "Principal", "SourceArn", "SourceAccount")
-            },
-            "FunctionLogGroup": {k: self.describe(gp.get(k)) for k in ("LogGroupName", "RetentionInDays")},
+            k: {"Value": self.describe(v.get("Value")), "Condition": v.get("Condition")}
+            for k, v in sorted(self.data.get("Outputs", {}).items())
         }
-
-    def alarms(self) -> list[dict[str, Any]]:
-        keys = (
-            "Namespace",
-            "MetricName",
-            "Dimensions",
-            "Statistic",
-            "Period",
-            "EvaluationPeriods",
-            "Threshold",
-            "ComparisonOperator",
-            "TreatMissingData",
-            "AlarmActions",
-            "OKActions",
-        )
-        found = [
-            {k: self.describe((r.get("Properties") or {}).get(k)) for k in keys}
-            for r in self.of_type("AWS::CloudWatch::Alarm").values()
-        ]
-        return sorted(found, key=lambda a: (a["Namespace"] or "", a["MetricName"] or ""))
 
     def names(self) -> dict[str, Any]:
         return {
             "Parameters": {
-                k: {f: v.get(f) for f in ("Type", "Default", "AllowedValues")}
+                k: {
+                    f: v.get(f)
+                    for f in ("Type", "Default", "AllowedValues")
+                    if not (k in BUILD_TIME_PARAMETERS and f == "AllowedValues")
+                }
                 for k, v in sorted(self.parameters.items())
                 if k not in CDK_ONLY_PARAMETERS
             },
             "Conditions": sorted(k for k in self.data.get("Conditions", {}) if k not in CDK_ONLY_CONDITIONS),
             "Outputs": sorted(self.data.get("Outputs", {})),
         }
+
+
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+POLICY_LIST_KEYS = ("Action", "NotAction", "Resource", "NotResource")
+
+
+def normalise_policies(value: Any) -> Any:
+    """Policy statements compare without their Sid (CDK's enforceSSL adds none) and with
+    Action/Resource as sorted lists (CDK writes a single action as a string)."""
+    if isinstance(value, list):
+        return [normalise_policies(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "Effect" in value and ("Action" in value or "NotAction" in value):
+        out = {k: normalise_policies(v) for k, v in value.items() if k != "Sid"}
+        for key in POLICY_LIST_KEYS:
+            if key in out:
+                out[key] = sorted(as_list(out[key]), key=json.dumps)
+        return out
+    return {k: normalise_policies(v) for k, v in value.items()}
+
+
+def build_time_parameters(sam: Template, cdk: Template) -> list[str]:
+    """Problems with the parameters CDK fixes at synth time: CDK must allow exactly its
+    default (the value the asset was built for), and SAM must allow that value too."""
+    problems = []
+    for name in sorted(BUILD_TIME_PARAMETERS):
+        s, c = sam.parameters.get(name), cdk.parameters.get(name)
+        if s is None or c is None:
+            problems.append(f"{name}: missing from {'SAM' if s is None else 'CDK'}")
+            continue
+        if c.get("AllowedValues") != [c.get("Default")]:
+            problems.append(f"{name}: CDK AllowedValues {c.get('AllowedValues')} is not [Default {c.get('Default')!r}]")
+        if c.get("Default") not in (s.get("AllowedValues") or []):
+            problems.append(f"{name}: CDK value {c.get('Default')!r} not in SAM AllowedValues {s.get('AllowedValues')}")
+    return problems
 
 
 def normalise_parameter_values(names: dict[str, Any]) -> dict[str, Any]:
@@ -395,22 +443,25 @@ def main(argv: list[str]) -> int:
         ("table.SSESpecification", lambda t: t.table()["SSESpecification"]),
         ("table.DeletionProtectionEnabled", lambda t: t.table()["DeletionProtectionEnabled"]),
         ("table.DeletionPolicy/UpdateReplacePolicy", lambda t: [t.table()["DeletionPolicy"], t.table()["UpdateReplacePolicy"]]),
-        ("function.Runtime", lambda t: t.function_facts()["Runtime"]),
-        ("function.Architectures", lambda t: t.function_facts()["Architectures"]),
-        ("function.MemorySize", lambda t: t.function_facts()["MemorySize"]),
-        ("function.Timeout", lambda t: t.function_facts()["Timeout"]),
-        ("function.Handler", lambda t: t.function_facts()["Handler"]),
-        ("function.ReservedConcurrentExecutions", lambda t: t.function_facts()["ReservedConcurrentExecutions"]),
-        ("function.EnvironmentVariableNames", lambda t: t.function_facts()["EnvironmentVariableNames"]),
-        ("function.EnvironmentVariables", lambda t: t.function_facts()["EnvironmentVariables"]),
-        ("function.LoggingConfig", lambda t: t.function_facts()["LoggingConfig"]),
-        ("function.AsyncInvokeConfig", lambda t: t.async_invoke()),
-        ("role.Actions (logs:* excluded)", lambda t: t.role_grants()[0]),
-        ("role.ActionResources (logs:* excluded)", lambda t: t.role_grants()[1]),
-        ("role.ManagedPolicyArns", lambda t: t.role_grants()[2]),
-        ("queue", lambda t: t.queue()),
-        ("source (subscription, permission, log group)", lambda t: t.source()),
-        ("alarms", lambda t: t.alarms()),
+    ]
+    for fn_id in sorted(set(sam.functions()) | set(cdk.functions())):
+        checks += [
+            (f"function {fn_id}", lambda t, i=fn_id: t.function_facts(i)),
+            (f"function {fn_id}: asynchronous invocation", lambda t, i=fn_id: t.async_invoke(i)),
+            (f"function {fn_id}: role grants (logs:* excluded)", lambda t, i=fn_id: t.role_grants(i)),
+        ]
+    for res_id in sorted(set(sam.other_resources()) | set(cdk.other_resources())):
+
+        def extract(t: Template, i: str = res_id) -> Any:
+            found = t.other_resources().get(i)
+            if found is None:
+                raise LookupError(f"{t.name}: no resource {i}")
+            return found
+
+        checks.append((f"resource {res_id}", extract))
+    checks += [
+        ("conditions", lambda t: t.conditions()),
+        ("outputs", lambda t: t.outputs()),
         ("names (parameters, conditions, outputs)", lambda t: normalise_parameter_values(t.names())),
     ]
 
@@ -438,7 +489,17 @@ def main(argv: list[str]) -> int:
         for line in diff:
             print(f"      {line}")
 
-    total = len(checks)
+    total = len(checks) + 1
+    problems = build_time_parameters(sam, cdk)
+    label = f"build-time parameters {sorted(BUILD_TIME_PARAMETERS)} (CDK allows only its synth value)"
+    if problems:
+        failures += 1
+        print(f"FAIL  {label}")
+        for problem in problems:
+            print(f"      {problem}")
+    else:
+        print(f"ok    {label}")
+
     if failures:
         print(f"parity: {failures} of {total} checks differ")
         return 1

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import {
   Aws,
   CfnCondition,
+  CfnResource,
   CfnOutput,
   CfnParameter,
   Duration,
@@ -19,8 +20,11 @@ import {
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
 import * as iam from 'aws-cdk-lib/aws-iam';
+import * as kinesis from 'aws-cdk-lib/aws-kinesis';
+import * as kms from 'aws-cdk-lib/aws-kms';
 import * as lambda from 'aws-cdk-lib/aws-lambda';
 import * as logs from 'aws-cdk-lib/aws-logs';
+import * as sns from 'aws-cdk-lib/aws-sns';
 import * as sqs from 'aws-cdk-lib/aws-sqs';
 import { RustFunction } from 'cargo-lambda-cdk';
 import { Construct } from 'constructs';
@@ -37,8 +41,10 @@ export class BedrockMeterStack extends Stack {
   constructor(scope: Construct, id: string, props?: StackProps) {
     super(scope, id, {
       description:
-        'bedrock-meter: meters Amazon Bedrock model invocation logs into exact per-user, ' +
-        'per-model, per-day usage totals in DynamoDB (CDK twin of infra/template.yaml).',
+        'bedrock-meter: meters Amazon Bedrock model invocation logs (directly, or with ' +
+        'HighVolume through a Kinesis stream) into exact per-user, per-model, per-day usage ' +
+        "totals in DynamoDB, and publishes budget alerts from the table's stream (CDK twin of " +
+        'infra/template.yaml).',
       ...props,
     });
 
@@ -102,11 +108,76 @@ export class BedrockMeterStack extends Stack {
       description: 'SNS topic ARN that alarms notify. Empty sends no notification.',
     });
 
+    const highVolume = new CfnParameter(this, 'HighVolume', {
+      type: 'String',
+      default: 'false',
+      allowedValues: ['true', 'false'],
+      description:
+        'true: the invocation log group is subscribed to a Kinesis data stream read by the ' +
+        'kinesis-ingest function (scales with shards). false: the log group is subscribed ' +
+        'directly to the ingest function (asynchronous invocations).',
+    });
+    const shardCount = new CfnParameter(this, 'ShardCount', {
+      type: 'Number',
+      default: 2,
+      minValue: 1,
+      maxValue: 500,
+      description: 'Shards of the Kinesis stream (HighVolume true only).',
+    });
+    const parallelizationFactor = new CfnParameter(this, 'ParallelizationFactor', {
+      type: 'Number',
+      default: 1,
+      minValue: 1,
+      maxValue: 10,
+      description:
+        'Concurrent kinesis-ingest batches per shard (HighVolume true only). Records with the ' +
+        'same partition key stay in order either way.',
+    });
+    const sourceAccountIds = new CfnParameter(this, 'SourceAccountIds', {
+      type: 'CommaDelimitedList',
+      default: '',
+      description:
+        'Other AWS account ids whose Bedrock invocation logs this stack collects (HighVolume ' +
+        'true only): the stack then creates a CloudWatch Logs destination backed by the stream ' +
+        'that these accounts may subscribe their log groups to (infra/source-account.yaml; ' +
+        'docs/deploy.md, "Several accounts and Regions"). Empty creates no destination.',
+    });
+
+    // The instruction set is chosen at synth time with the context value
+    // `architecture` (`cdk deploy -c architecture=x86_64`; default arm64), because
+    // cargo-lambda-cdk compiles the asset for it. The template still carries the
+    // parameter `Architecture` that infra/template.yaml has, but it allows only the
+    // value the asset was built for, so a deploy-time override cannot mismatch it.
+    const arch = architectureFromContext(this.node.tryGetContext('architecture'));
+    const architecture = new CfnParameter(this, 'Architecture', {
+      type: 'String',
+      default: arch.name,
+      allowedValues: [arch.name],
+      description:
+        'Instruction set of the functions, fixed when the app is synthesized (context ' +
+        '`architecture`, arm64 or x86_64): the assets are compiled for it. Change it with ' +
+        '`cdk deploy -c architecture=x86_64`, not here.',
+    });
+
     const deletionProtectionOn = new CfnCondition(this, 'DeletionProtectionOn', {
       expression: Fn.conditionEquals(deletionProtection.valueAsString, 'true'),
     });
     const hasAlarmTopic = new CfnCondition(this, 'HasAlarmTopic', {
       expression: Fn.conditionNot(Fn.conditionEquals(alarmTopicArn.valueAsString, '')),
+    });
+    const highVolumeOn = new CfnCondition(this, 'HighVolumeOn', {
+      expression: Fn.conditionEquals(highVolume.valueAsString, 'true'),
+    });
+    const directSubscription = new CfnCondition(this, 'DirectSubscription', {
+      expression: Fn.conditionNot(highVolumeOn),
+    });
+    const hasSourceAccounts = new CfnCondition(this, 'HasSourceAccounts', {
+      expression: Fn.conditionNot(
+        Fn.conditionEquals(Fn.join('', sourceAccountIds.valueAsList), ''),
+      ),
+    });
+    const centralDestinationOn = new CfnCondition(this, 'CentralDestinationOn', {
+      expression: Fn.conditionAnd(highVolumeOn, hasSourceAccounts),
     });
 
     // -------------------------------------------------------------------------
@@ -205,7 +276,7 @@ export class BedrockMeterStack extends Stack {
       manifestPath: WORKSPACE_MANIFEST,
       binaryName: 'ingest',
       runtime: 'provided.al2023',
-      architecture: lambda.Architecture.ARM_64,
+      architecture: arch,
       // MemorySize and Timeout come from the measurements recorded in
       // docs/performance.md; change them there first, then here and in
       // infra/template.yaml (infra/parity.py compares the two).
@@ -231,6 +302,7 @@ export class BedrockMeterStack extends Stack {
       maxEventAge: Duration.seconds(21600),
     });
     overrideLogicalId(fn, 'IngestFunction');
+    useArchitectureParameter(fn, architecture);
     // onFailure/retryAttempts/maxEventAge created the AWS::Lambda::EventInvokeConfig;
     // SAM names its counterpart <Function>EventInvokeConfig.
     overrideLogicalId(fn.node.findChild('EventInvokeConfig'), 'IngestFunctionEventInvokeConfig');
@@ -250,6 +322,8 @@ export class BedrockMeterStack extends Stack {
       sourceAccount: Aws.ACCOUNT_ID,
     });
     permission.overrideLogicalId('InvocationLogsInvokePermission');
+    // HighVolume false only: CloudWatch Logs invokes the ingest function directly.
+    permission.cfnOptions.condition = directSubscription;
 
     const subscription = new logs.CfnSubscriptionFilter(this, 'InvocationLogsSubscription', {
       filterName: Fn.sub('${AWS::StackName}-ingest'),
@@ -258,9 +332,415 @@ export class BedrockMeterStack extends Stack {
       destinationArn: fn.functionArn,
     });
     subscription.overrideLogicalId('InvocationLogsSubscription');
+    subscription.cfnOptions.condition = directSubscription;
     subscription.addResourceDependency(
       permission,
       'CloudWatch Logs checks that it may invoke the function when the filter is created',
+    );
+
+    // -------------------------------------------------------------------------
+    // Shared by the functions below: same runtime, architecture and logging as
+    // ingest; one log group and one role each.
+    // -------------------------------------------------------------------------
+    const functionLogGroup = (id: string, suffix: string): logs.LogGroup => {
+      const group = new logs.LogGroup(this, id, {
+        logGroupName: Fn.sub(`/aws/lambda/\${AWS::StackName}-${suffix}`),
+        removalPolicy: RemovalPolicy.DESTROY,
+      });
+      (group.node.defaultChild as logs.CfnLogGroup).retentionInDays =
+        logRetentionDays.valueAsNumber;
+      overrideLogicalId(group, id);
+      return group;
+    };
+    const lambdaRole = (
+      id: string,
+      description: string,
+      policyName: string,
+      statements: iam.PolicyStatement[],
+    ): iam.Role => {
+      const r = new iam.Role(this, id, {
+        description,
+        assumedBy: new iam.ServicePrincipal('lambda.amazonaws.com'),
+        inlinePolicies: { [policyName]: new iam.PolicyDocument({ statements }) },
+      });
+      overrideLogicalId(r, id);
+      return r;
+    };
+    const rustFunction = (
+      id: string,
+      binaryName: string,
+      description: string,
+      functionRole: iam.IRole,
+      functionLogs: logs.ILogGroup,
+      environment: Record<string, string>,
+    ): RustFunction => {
+      const f = new RustFunction(this, id, {
+        functionName: Fn.sub(`\${AWS::StackName}-${binaryName}`),
+        description,
+        manifestPath: WORKSPACE_MANIFEST,
+        binaryName,
+        runtime: 'provided.al2023',
+        architecture: arch,
+        memorySize: 256,
+        timeout: Duration.seconds(60),
+        role: functionRole,
+        environment,
+        loggingFormat: lambda.LoggingFormat.JSON,
+        applicationLogLevelV2: lambda.ApplicationLogLevel.INFO,
+        systemLogLevelV2: lambda.SystemLogLevel.WARN,
+        logGroup: functionLogs,
+      });
+      overrideLogicalId(f, id);
+      useArchitectureParameter(f, architecture);
+      return f;
+    };
+    /** A queue for a stream mapping's failed-batch records: SSE-SQS, 14 days, TLS only. */
+    const failureQueue = (id: string): sqs.Queue => {
+      const q = new sqs.Queue(this, id, {
+        retentionPeriod: Duration.days(14),
+        encryption: sqs.QueueEncryption.SQS_MANAGED,
+        enforceSSL: true,
+      });
+      overrideLogicalId(q, id);
+      overrideLogicalId(q.node.findChild('Policy'), `${id}Policy`);
+      Validations.of(q).acknowledge({
+        id: 'AwsSolutions-SQS3',
+        reason:
+          'This queue is itself the on-failure destination of a stream event source mapping ' +
+          '(a dead-letter queue in all but name): it holds the failed batch coordinates for an ' +
+          'operator, so a further DLQ behind it would add nothing.',
+      });
+      return q;
+    };
+    /** Put a construct's resources (all of them, e.g. a queue and its policy) under a condition. */
+    const onlyIf = (construct: Construct, condition: CfnCondition): void => {
+      for (const child of construct.node.findAll()) {
+        if (child instanceof CfnResource) child.cfnOptions.condition = condition;
+      }
+    };
+
+    // -------------------------------------------------------------------------
+    // High volume (HighVolume true): the log group feeds a Kinesis data stream
+    // that kinesis-ingest reads; optionally a CloudWatch Logs destination lets
+    // other accounts subscribe their log groups to the same stream.
+    // -------------------------------------------------------------------------
+    const stream = new kinesis.CfnStream(this, 'InvocationLogStream', {
+      streamModeDetails: { streamMode: 'PROVISIONED' },
+      shardCount: shardCount.valueAsNumber,
+      // CloudWatch Logs retries a failed delivery for 24 hours; a batch that
+      // kinesis-ingest cannot process goes to its failure queue (14 days).
+      retentionPeriodHours: 24,
+      streamEncryption: { encryptionType: 'KMS', keyId: 'alias/aws/kinesis' },
+    });
+    stream.overrideLogicalId('InvocationLogStream');
+    stream.cfnOptions.condition = highVolumeOn;
+
+    // CloudWatch Logs acting for this account or for SourceAccountIds (any
+    // Region: a destination in another Region may target this stream).
+    const logsToKinesisRole = new iam.Role(this, 'LogsToKinesisRole', {
+      description: 'CloudWatch Logs puts Bedrock invocation log events into the bedrock-meter stream',
+      assumedBy: new iam.ServicePrincipal('logs.amazonaws.com', {
+        conditions: {
+          StringLike: {
+            'aws:SourceArn': Fn.conditionIf(
+              centralDestinationOn.logicalId,
+              Fn.split(
+                ',',
+                Fn.sub('arn:*:logs:*:${AWS::AccountId}:*,arn:*:logs:*:${Accounts}:*', {
+                  Accounts: Fn.join(':*,arn:*:logs:*:', sourceAccountIds.valueAsList),
+                }),
+              ),
+              [Fn.sub('arn:*:logs:*:${AWS::AccountId}:*')],
+            ),
+          },
+        },
+      }),
+      inlinePolicies: {
+        'put-records': new iam.PolicyDocument({
+          statements: [
+            new iam.PolicyStatement({
+              sid: 'PutRecords',
+              actions: ['kinesis:PutRecord', 'kinesis:PutRecords'],
+              resources: [stream.attrArn],
+            }),
+          ],
+        }),
+      },
+    });
+    overrideLogicalId(logsToKinesisRole, 'LogsToKinesisRole');
+    onlyIf(logsToKinesisRole, highVolumeOn);
+
+    const kinesisSubscription = new logs.CfnSubscriptionFilter(
+      this,
+      'InvocationLogsKinesisSubscription',
+      {
+        // Another name than the direct filter's, so that switching HighVolume
+        // never clashes (a log group allows two filters: keep a slot free).
+        filterName: Fn.sub('${AWS::StackName}-kinesis'),
+        logGroupName: invocationLogGroupName.valueAsString,
+        filterPattern: '', // every record
+        destinationArn: stream.attrArn,
+        roleArn: logsToKinesisRole.roleArn,
+        // Bedrock writes every record into one log stream: ByLogStream (the
+        // default) would put them all on one shard.
+        distribution: 'Random',
+      },
+    );
+    kinesisSubscription.overrideLogicalId('InvocationLogsKinesisSubscription');
+    kinesisSubscription.cfnOptions.condition = highVolumeOn;
+
+    // SourceAccountIds subscribe their log groups in this Region to this
+    // destination; infra/region-destination.yaml makes one in other Regions.
+    const destination = new logs.CfnDestination(this, 'CentralLogDestination', {
+      destinationName: Fn.sub('${AWS::StackName}-invocation-logs'),
+      targetArn: stream.attrArn,
+      roleArn: logsToKinesisRole.roleArn,
+      destinationPolicy: Fn.sub(
+        '{"Version":"2012-10-17","Statement":[{"Sid":"SourceAccounts","Effect":"Allow","Principal":{"AWS":["${Accounts}"]},"Action":"logs:PutSubscriptionFilter","Resource":"arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:destination:${AWS::StackName}-invocation-logs"}]}',
+        { Accounts: Fn.join('","', sourceAccountIds.valueAsList) },
+      ),
+    });
+    destination.overrideLogicalId('CentralLogDestination');
+    destination.cfnOptions.condition = centralDestinationOn;
+
+    const kinesisFailureQueue = failureQueue('KinesisIngestFailureQueue');
+    onlyIf(kinesisFailureQueue, highVolumeOn);
+    const kinesisLogGroup = functionLogGroup('KinesisIngestLogGroup', 'kinesis-ingest');
+    onlyIf(kinesisLogGroup, highVolumeOn);
+    const kinesisRole = lambdaRole(
+      'KinesisIngestFunctionRole',
+      'bedrock-meter kinesis-ingest function (least privilege)',
+      'kinesis-ingest',
+      [
+        // The same exactly-once commit as ingest (TransactWriteItems).
+        new iam.PolicyStatement({
+          sid: 'WriteUsage',
+          actions: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          resources: [table.tableArn],
+        }),
+        // What the event source mapping calls to read the stream (AWS managed
+        // key: no KMS grant needed). ListStreams is account-level; granted on the stream only.
+        new iam.PolicyStatement({
+          sid: 'ReadStream',
+          actions: [
+            'kinesis:DescribeStream',
+            'kinesis:DescribeStreamSummary',
+            'kinesis:GetRecords',
+            'kinesis:GetShardIterator',
+            'kinesis:ListShards',
+            'kinesis:ListStreams',
+            'kinesis:SubscribeToShard',
+          ],
+          resources: [stream.attrArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'OnFailureDestination',
+          actions: ['sqs:SendMessage'],
+          resources: [kinesisFailureQueue.queueArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'OwnLogGroup',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [kinesisLogGroup.logGroupArn],
+        }),
+      ],
+    );
+    onlyIf(kinesisRole, highVolumeOn);
+    const kinesisFn = rustFunction(
+      'KinesisIngestFunction',
+      'kinesis-ingest',
+      'Meters Bedrock invocation log records from the Kinesis stream into DynamoDB usage totals',
+      kinesisRole,
+      kinesisLogGroup,
+      {
+        USAGE_TABLE: table.tableName,
+        USER_METADATA_KEY: userMetadataKey.valueAsString,
+        MARKER_TTL_DAYS: Token.asString(markerTtlDays.value),
+        PRICE_TABLE_PATH: priceTablePath.valueAsString,
+        MAX_DECOMPRESSED_BYTES: '67108864',
+        RUST_LOG: 'info',
+      },
+    );
+    onlyIf(kinesisFn, highVolumeOn);
+
+    const kinesisMapping = new lambda.CfnEventSourceMapping(this, 'KinesisIngestStreamMapping', {
+      functionName: kinesisFn.functionName,
+      eventSourceArn: stream.attrArn,
+      // From the oldest record kept: nothing delivered before the mapping existed is lost.
+      startingPosition: 'TRIM_HORIZON',
+      batchSize: 100,
+      parallelizationFactor: parallelizationFactor.valueAsNumber,
+      functionResponseTypes: ['ReportBatchItemFailures'],
+      bisectBatchOnFunctionError: true,
+      maximumRetryAttempts: 10,
+      destinationConfig: { onFailure: { destination: kinesisFailureQueue.queueArn } },
+    });
+    kinesisMapping.overrideLogicalId('KinesisIngestStreamMapping');
+    kinesisMapping.cfnOptions.condition = highVolumeOn;
+
+    // -------------------------------------------------------------------------
+    // Budget alerts: a function on the usage table's stream publishes one SNS
+    // notification per budget threshold crossed (docs/data-model.md).
+    // -------------------------------------------------------------------------
+    const budgetFailureQueue = failureQueue('BudgetAlertsFailureQueue');
+    const budgetLogGroup = functionLogGroup('BudgetAlertsLogGroup', 'budget-alerts');
+    const budgetRole = lambdaRole(
+      'BudgetAlertsFunctionRole',
+      'bedrock-meter budget-alerts function (least privilege)',
+      'budget-alerts',
+      [
+        // Budgets and the models behind a spend are read (GetItem, Query on the
+        // table, not the index); alert markers are claimed and marked sent with
+        // conditional UpdateItem; the organisation's month total and its delta
+        // markers are one TransactWriteItems of Put and Update (docs/budgets.md).
+        new iam.PolicyStatement({
+          sid: 'BudgetsAndAlertMarkers',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
+          resources: [table.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadTableStream',
+          actions: [
+            'dynamodb:DescribeStream',
+            'dynamodb:GetRecords',
+            'dynamodb:GetShardIterator',
+            'dynamodb:ListStreams',
+          ],
+          resources: [table.tableStreamArn!],
+        }),
+        new iam.PolicyStatement({
+          sid: 'OnFailureDestination',
+          actions: ['sqs:SendMessage'],
+          resources: [budgetFailureQueue.queueArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'OwnLogGroup',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [budgetLogGroup.logGroupArn],
+        }),
+      ],
+    );
+
+    // L1, to state the whole key policy: account administration, SNS for this
+    // account, and the function only through SNS.
+    const alertKey = new kms.CfnKey(this, 'AlertKey', {
+      description: 'bedrock-meter budget alert topic',
+      enableKeyRotation: true,
+      keyPolicy: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'AccountAdministration',
+            Effect: 'Allow',
+            Principal: { AWS: Fn.sub('arn:${AWS::Partition}:iam::${AWS::AccountId}:root') },
+            Action: 'kms:*',
+            Resource: '*',
+          },
+          {
+            Sid: 'SnsForThisAccount',
+            Effect: 'Allow',
+            Principal: { Service: 'sns.amazonaws.com' },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+            Resource: '*',
+            Condition: { StringEquals: { 'aws:SourceAccount': Aws.ACCOUNT_ID } },
+          },
+          {
+            Sid: 'BudgetAlertsPublisher',
+            Effect: 'Allow',
+            Principal: { AWS: budgetRole.roleArn },
+            Action: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+            Resource: '*',
+            Condition: {
+              StringEquals: { 'kms:ViaService': Fn.sub('sns.${AWS::Region}.amazonaws.com') },
+            },
+          },
+        ],
+      },
+    });
+    alertKey.overrideLogicalId('AlertKey');
+
+    const topic = new sns.CfnTopic(this, 'AlertTopic', {
+      topicName: Fn.sub('${AWS::StackName}-budget-alerts'),
+      displayName: 'bedrock-meter budget alerts',
+      kmsMasterKeyId: alertKey.attrArn,
+    });
+    topic.overrideLogicalId('AlertTopic');
+    const topicPolicy = new sns.CfnTopicPolicy(this, 'AlertTopicPolicy', {
+      topics: [topic.ref],
+      policyDocument: {
+        Version: '2012-10-17',
+        Statement: [
+          {
+            Sid: 'DenyInsecureTransport',
+            Effect: 'Deny',
+            Principal: { AWS: '*' },
+            Action: 'sns:Publish',
+            Resource: topic.ref,
+            Condition: { Bool: { 'aws:SecureTransport': 'false' } },
+          },
+        ],
+      },
+    });
+    topicPolicy.overrideLogicalId('AlertTopicPolicy');
+
+    // A policy of its own: the key's policy names the role, so the role itself
+    // cannot refer to the key (or to the topic encrypted with it) without a cycle.
+    const publishPolicy = new iam.Policy(this, 'BudgetAlertsPublishPolicy', {
+      policyName: 'publish-alerts',
+      roles: [budgetRole],
+      statements: [
+        new iam.PolicyStatement({
+          sid: 'PublishAlerts',
+          actions: ['sns:Publish'],
+          resources: [topic.ref],
+        }),
+        // Publishing to a topic encrypted with a customer managed key.
+        new iam.PolicyStatement({
+          sid: 'EncryptAlerts',
+          actions: ['kms:Decrypt', 'kms:GenerateDataKey*'],
+          resources: [alertKey.attrArn],
+        }),
+      ],
+    });
+    overrideLogicalId(publishPolicy, 'BudgetAlertsPublishPolicy');
+    Validations.of(publishPolicy).acknowledge({
+      id: 'AwsSolutions::AwsSolutions-IAM5[Action::kms:GenerateDataKey*]',
+      reason:
+        'A publisher to an SNS topic encrypted with a customer managed key needs ' +
+        'kms:GenerateDataKey* and kms:Decrypt (Amazon SNS developer guide, "Key management"). ' +
+        'The wildcard only covers the GenerateDataKey variants, on this one key, and the key ' +
+        'policy further limits the role to calls made through SNS (kms:ViaService).',
+    });
+
+    const budgetFn = rustFunction(
+      'BudgetAlertsFunction',
+      'budget-alerts',
+      'Publishes one SNS notification per budget threshold crossed in the usage table',
+      budgetRole,
+      budgetLogGroup,
+      { USAGE_TABLE: table.tableName, ALERT_TOPIC_ARN: topic.ref, RUST_LOG: 'info' },
+    );
+
+    const budgetMapping = new lambda.CfnEventSourceMapping(this, 'BudgetAlertsStreamMapping', {
+      functionName: budgetFn.functionName,
+      eventSourceArn: table.tableStreamArn!,
+      startingPosition: 'LATEST',
+      batchSize: 100,
+      maximumBatchingWindowInSeconds: 1,
+      functionResponseTypes: ['ReportBatchItemFailures'],
+      bisectBatchOnFunctionError: true,
+      maximumRetryAttempts: 5,
+      destinationConfig: { onFailure: { destination: budgetFailureQueue.queueArn } },
+      // Only changes of the aggregates budgets apply to; markers, model totals,
+      // budgets, alert markers and TTL deletions (no NewImage) never invoke it.
+      filterCriteria: {
+        filters: [{ pattern: '{"dynamodb":{"NewImage":{"kind":{"S":["user_day","user_month"]}}}}' }],
+      },
+    });
+    budgetMapping.overrideLogicalId('BudgetAlertsStreamMapping');
+    budgetMapping.addResourceDependency(
+      publishPolicy.node.defaultChild as CfnResource,
+      'the function must be able to publish before the first batch arrives',
     );
 
     // -------------------------------------------------------------------------
@@ -270,11 +750,12 @@ export class BedrockMeterStack extends Stack {
       id: string,
       description: string,
       metric: cloudwatch.IMetric,
+      opts: { threshold?: number; condition?: CfnCondition } = {},
     ): cloudwatch.Alarm => {
       const a = new cloudwatch.Alarm(this, id, {
         alarmDescription: description,
         metric,
-        threshold: 0,
+        threshold: opts.threshold ?? 0,
         evaluationPeriods: 1,
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
@@ -286,6 +767,7 @@ export class BedrockMeterStack extends Stack {
       cfn.alarmActions = actions;
       cfn.okActions = actions;
       cfn.overrideLogicalId(id);
+      if (opts.condition) cfn.cfnOptions.condition = opts.condition;
       // CDK's built-in CloudFormation validator reads the parameter default ('')
       // inside the Fn::If without evaluating the condition.
       Validations.of(a).acknowledge({
@@ -297,11 +779,11 @@ export class BedrockMeterStack extends Stack {
       return a;
     };
     const fiveMinuteSum = { statistic: cloudwatch.Stats.SUM, period: Duration.minutes(5) };
-    const meterMetric = (metricName: string) =>
+    const meterMetric = (metricName: string, f: lambda.IFunction = fn) =>
       new cloudwatch.Metric({
         namespace: 'BedrockMeter',
         metricName,
-        dimensionsMap: { FunctionName: fn.functionName },
+        dimensionsMap: { FunctionName: f.functionName },
         ...fiveMinuteSum,
       });
 
@@ -325,6 +807,49 @@ export class BedrockMeterStack extends Stack {
       "bedrock-meter skipped log records it could not parse; see the function's warnings.",
       meterMetric('Skipped'),
     );
+    alarm(
+      'BudgetAlertsErrorsAlarm',
+      'bedrock-meter budget-alerts invocations failed (the stream batch is retried, bisected, then recorded in its failure queue).',
+      budgetFn.metricErrors(fiveMinuteSum),
+    );
+    alarm(
+      'BudgetAlertsFailureQueueAlarm',
+      'bedrock-meter budget-alerts gave up on stream batches; budget notifications may be missing (docs/deploy.md).',
+      budgetFailureQueue.metricApproximateNumberOfMessagesVisible(fiveMinuteSum),
+    );
+    const highVolumeOnly = { condition: highVolumeOn };
+    alarm(
+      'KinesisIngestErrorsAlarm',
+      'bedrock-meter kinesis-ingest invocations failed (the batch is retried, bisected, then recorded in its failure queue).',
+      kinesisFn.metricErrors(fiveMinuteSum),
+      highVolumeOnly,
+    );
+    alarm(
+      'KinesisIngestFailureQueueAlarm',
+      'bedrock-meter kinesis-ingest gave up on stream batches; replay them from the stream within 24 hours (docs/deploy.md).',
+      kinesisFailureQueue.metricApproximateNumberOfMessagesVisible(fiveMinuteSum),
+      highVolumeOnly,
+    );
+    alarm(
+      'KinesisIngestUnpricedAlarm',
+      'bedrock-meter (kinesis-ingest) counted tokens it could not price (unknown model, Region or rate); update the price table.',
+      meterMetric('Unpriced', kinesisFn),
+      highVolumeOnly,
+    );
+    alarm(
+      'KinesisIngestSkippedAlarm',
+      "bedrock-meter (kinesis-ingest) skipped log records it could not parse; see the function's warnings.",
+      meterMetric('Skipped', kinesisFn),
+      highVolumeOnly,
+    );
+    // The one alarm that is not "above 0": the oldest record's age, maximum over
+    // 5 minutes, above 15 minutes (the stream keeps 24 hours).
+    alarm(
+      'KinesisIngestIteratorAgeAlarm',
+      'bedrock-meter kinesis-ingest is falling behind the stream; add shards or raise ParallelizationFactor.',
+      kinesisFn.metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
+      { threshold: 900000, condition: highVolumeOn },
+    );
 
     // -------------------------------------------------------------------------
     // Outputs (same logical ids as the SAM template)
@@ -344,6 +869,34 @@ export class BedrockMeterStack extends Stack {
       onFailureQueue.queueUrl,
       'SQS queue holding failed batches for `bedrock-meter replay`',
     );
+    output('AlertTopicArn', topic.ref, 'SNS topic of the budget alerts (subscribe people or systems to it)');
+    const conditionalOutput = (
+      id: string,
+      value: string,
+      description: string,
+      condition: CfnCondition,
+    ) => {
+      const o = new CfnOutput(this, `${id}Output`, { value, description, condition });
+      o.overrideLogicalId(id);
+    };
+    conditionalOutput(
+      'InvocationLogStreamArn',
+      stream.attrArn,
+      'Kinesis stream the invocation logs go through (HighVolume true)',
+      highVolumeOn,
+    );
+    conditionalOutput(
+      'LogsToKinesisRoleArn',
+      logsToKinesisRole.roleArn,
+      'Role CloudWatch Logs uses to write to the stream (for infra/region-destination.yaml)',
+      highVolumeOn,
+    );
+    conditionalOutput(
+      'CentralLogDestinationArn',
+      destination.attrArn,
+      'CloudWatch Logs destination that SourceAccountIds subscribe to (infra/source-account.yaml)',
+      centralDestinationOn,
+    );
 
     // -------------------------------------------------------------------------
     // cdk-nag acknowledgements: every entry says why the finding does not apply.
@@ -358,6 +911,24 @@ export class BedrockMeterStack extends Stack {
       },
     );
   }
+}
+
+/** The `architecture` context value (arm64 when unset) as a Lambda architecture. */
+function architectureFromContext(value: unknown): lambda.Architecture {
+  const name = value === undefined ? 'arm64' : String(value);
+  switch (name) {
+    case 'arm64':
+      return lambda.Architecture.ARM_64;
+    case 'x86_64':
+      return lambda.Architecture.X86_64;
+    default:
+      throw new Error(`context architecture must be arm64 or x86_64, not ${JSON.stringify(value)}`);
+  }
+}
+
+/** Architectures: [Ref Architecture], as in the SAM template (the value is the same). */
+function useArchitectureParameter(fn: lambda.Function, parameter: CfnParameter): void {
+  (fn.node.defaultChild as lambda.CfnFunction).architectures = [parameter.valueAsString];
 }
 
 /** Give an L2 construct's CloudFormation resource the same logical id as in the SAM template. */
