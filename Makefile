@@ -15,6 +15,12 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+## Performance: the floor benchmark (pipeline as a ratio to the unavoidable work,
+## and to plain Python and Node pipelines), then the criterion benchmark.
+bench:
+	cargo bench -p meter-core --bench floor -- --baselines
+	cargo bench -p meter-core --bench pipeline
+
 ## Offline checks of the SAM template and the CDK app.
 check-infra:
 	infra/check.sh

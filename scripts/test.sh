@@ -32,4 +32,9 @@ step "cargo test --workspace, with DynamoDB Local on 127.0.0.1 in a private netw
 scripts/with-dynamodb-local.sh cargo test --workspace --offline "$@"
 
 step "deploy templates: sam validate --lint, cfn-lint, cdk synth + cdk-nag, SAM/CDK parity"
-infra/check.sh
+# SAM_BUILD=1 (CI sets it) adds `sam build`, the release Lambda build.
+if [ "${SAM_BUILD:-0}" = 1 ]; then
+  infra/check.sh --sam-build
+else
+  infra/check.sh
+fi
