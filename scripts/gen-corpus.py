@@ -1,0 +1,70 @@
+#!/usr/bin/env python3
+"""Writes a synthetic corpus of CloudWatch Logs Lambda events of Bedrock
+invocation records, for measuring replay throughput and write units.
+
+    scripts/gen-corpus.py OUT_DIR [--records 10000] [--per-file 500]
+                          [--users 50] [--models 5] [--days 2] [--body-bytes 0]
+"""
+import argparse
+import base64
+import gzip
+import json
+import os
+import random
+
+MODELS = [
+    "anthropic.claude-haiku-4-5-20251001-v1:0",
+    "us.anthropic.claude-sonnet-4-5-20250929-v1:0",
+    "amazon.nova-micro-v1:0",
+    "amazon.nova-pro-v1:0",
+    "meta.llama3-3-70b-instruct-v1:0",
+]
+
+
+def record(i, rng, args):
+    day = 1 + rng.randrange(args.days)
+    body = "x" * (args.body_bytes // 2)
+    rec = {
+        "schemaType": "ModelInvocationLog", "schemaVersion": "1.0",
+        "timestamp": f"2026-11-{day:02d}T{rng.randrange(24):02d}:{rng.randrange(60):02d}:{rng.randrange(60):02d}Z",
+        "accountId": "111111111111", "region": "us-east-1",
+        "requestId": f"{args.seed:08x}-{i:04x}-4000-8000-{i:012x}", "operation": "Converse",
+        "modelId": MODELS[rng.randrange(args.models)],
+        "identity": {"arn": f"arn:aws:sts::111111111111:assumed-role/BedrockUsers/user{rng.randrange(args.users)}"},
+        "input": {"inputContentType": "application/json", "inputTokenCount": rng.randrange(1, 4000)},
+        "output": {"outputContentType": "application/json", "outputTokenCount": rng.randrange(1, 1000)},
+    }
+    if body:
+        rec["input"]["inputBodyJson"] = {"messages": [{"role": "user", "content": [{"text": body}]}]}
+        rec["output"]["outputBodyJson"] = {"output": {"message": {"content": [{"text": body}]}}}
+    return rec
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("out")
+    p.add_argument("--records", type=int, default=10000)
+    p.add_argument("--per-file", type=int, default=500)
+    p.add_argument("--users", type=int, default=50)
+    p.add_argument("--models", type=int, default=5)
+    p.add_argument("--days", type=int, default=2)
+    p.add_argument("--body-bytes", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args()
+    rng = random.Random(args.seed)
+    os.makedirs(args.out, exist_ok=True)
+    for f, start in enumerate(range(0, args.records, args.per_file)):
+        events = [
+            {"id": f"{i:056d}", "timestamp": 1793000000000 + i, "message": json.dumps(record(i, rng, args), separators=(",", ":"))}
+            for i in range(start, min(start + args.per_file, args.records))
+        ]
+        payload = {"messageType": "DATA_MESSAGE", "owner": "111111111111",
+                   "logGroup": "/aws/bedrock/modelinvocations", "logStream": "aws/bedrock/modelinvocations",
+                   "subscriptionFilters": ["bedrock-meter"], "logEvents": events}
+        data = base64.b64encode(gzip.compress(json.dumps(payload).encode(), 6, mtime=0)).decode()
+        with open(os.path.join(args.out, f"{f:05d}.json"), "w") as fh:
+            json.dump({"awslogs": {"data": data}}, fh)
+
+
+if __name__ == "__main__":
+    main()
