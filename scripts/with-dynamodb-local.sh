@@ -46,14 +46,14 @@ DDB_PID=$!
 cleanup() { kill "$DDB_PID" 2>/dev/null || true; wait "$DDB_PID" 2>/dev/null || true; rm -f "$LOG"; }
 trap cleanup EXIT
 
-for _ in $(seq 1 150); do
+for _ in $(seq 1 600); do
   if (exec 3<>"/dev/tcp/127.0.0.1/$DDB_PORT") 2>/dev/null; then break; fi
   if ! kill -0 "$DDB_PID" 2>/dev/null; then
     echo "with-dynamodb-local: DynamoDB Local exited during start-up:" >&2; cat "$LOG" >&2; exit 1
   fi
   sleep 0.1
 done
-(exec 3<>"/dev/tcp/127.0.0.1/$DDB_PORT") 2>/dev/null || { echo "with-dynamodb-local: DynamoDB Local did not open port $DDB_PORT in 15 s" >&2; cat "$LOG" >&2; exit 1; }
+(exec 3<>"/dev/tcp/127.0.0.1/$DDB_PORT") 2>/dev/null || { echo "with-dynamodb-local: DynamoDB Local did not open port $DDB_PORT in 60 s" >&2; cat "$LOG" >&2; exit 1; }
 
 export AWS_ENDPOINT_URL="http://127.0.0.1:$DDB_PORT"
 export AWS_REGION="${AWS_REGION:-us-east-1}"

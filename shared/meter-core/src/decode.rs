@@ -193,29 +193,38 @@ pub fn gunzip(compressed: &[u8], limits: DecodeLimits) -> Result<Vec<u8>, Decode
     let cap = limits.max_decompressed_bytes;
     let mut inflater = inflate::Inflater::new();
     let mut out: Vec<u8> = Vec::new();
+    // Bytes of `out` holding output; `out` beyond `len` is zeroed scratch,
+    // reused across members so that many small members cost linear time.
+    let mut len = 0;
     let mut pos = 0;
     while pos < compressed.len() {
         let member = &compressed[pos..];
-        let room = cap - out.len();
+        let room = cap - len;
         // First guess: the trailer's ISIZE (exact when this is the last
-        // member), else a generous multiple of the compressed size.
-        let mut hint = last_member_isize(compressed)
-            .max(member.len().saturating_mul(4))
-            .max(4096)
-            .min(room);
+        // member, the usual single member), else a multiple of the
+        // compressed size, capped by the room left.
+        let isize = last_member_isize(compressed);
+        let mut hint = if isize > 0 && pos == 0 {
+            isize
+        } else {
+            member.len().min(1 << 20).saturating_mul(4)
+        }
+        .max(4096)
+        .min(room);
         loop {
-            let start = out.len();
-            // `hint` never exceeds the room left under the cap: running out
-            // of space at the full room is proof of a payload over the cap.
-            out.resize(start + hint, 0);
-            match inflater.gzip_member(member, &mut out[start..]) {
+            if out.len() < len + hint {
+                out.resize(len + hint, 0);
+            }
+            match inflater.gzip_member(member, &mut out[len..len + hint]) {
                 inflate::Outcome::Done { consumed, written } => {
-                    out.truncate(start + written);
+                    len += written;
                     pos += consumed;
                     break;
                 }
                 inflate::Outcome::NeedSpace => {
-                    out.truncate(start);
+                    // `hint` never exceeds the room left under the cap:
+                    // running out of space at the full room proves the
+                    // payload is over the cap.
                     if hint >= room {
                         return Err(DecodeError::TooLarge { limit: cap });
                     }
@@ -238,6 +247,7 @@ pub fn gunzip(compressed: &[u8], limits: DecodeLimits) -> Result<Vec<u8>, Decode
             break;
         }
     }
+    out.truncate(len);
     Ok(out)
 }
 

@@ -135,7 +135,7 @@ struct RawOutput {
 #[derive(Debug, Clone, Copy)]
 struct TokenCount(u64);
 
-const TOKEN_ERROR_PREFIX: &str = "token count ";
+const TOKEN_ERROR_PREFIX: &str = "bedrock-meter token count: ";
 
 impl<'de> Deserialize<'de> for TokenCount {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -155,9 +155,13 @@ impl<'de> Deserialize<'de> for TokenCount {
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<TokenCount, E> {
                 // serde_json hands integers beyond u64 to us as f64 too.
-                if v.fract() == 0.0 && v > 0.0 {
+                if v.fract() == 0.0 && v >= u64::MAX as f64 {
                     Err(E::custom(format!(
                         "{TOKEN_ERROR_PREFIX}does not fit in 64 bits"
+                    )))
+                } else if v.fract() == 0.0 && v >= 0.0 {
+                    Err(E::custom(format!(
+                        "{TOKEN_ERROR_PREFIX}is written as a floating-point number, not an integer"
                     )))
                 } else if v < 0.0 {
                     Err(E::custom(format!("{TOKEN_ERROR_PREFIX}is negative")))
@@ -338,8 +342,10 @@ pub fn parse_timestamp(ts: &str) -> Result<OffsetDateTime, RecordError> {
         return Ok(t);
     }
     OffsetDateTime::parse(ts.trim(), &time::format_description::well_known::Rfc3339)
-        .map(|t| t.to_offset(time::UtcOffset::UTC))
-        .map_err(|_| {
+        .ok()
+        // Beyond year 9999 in UTC is not representable: an error, not a panic.
+        .and_then(|t| t.checked_to_offset(time::UtcOffset::UTC))
+        .ok_or_else(|| {
             RecordError::BadTimestamp(format!(
                 "`{}` is not RFC 3339 (e.g. 2026-09-08T12:10:33Z)",
                 truncate_for_log(ts, 40)
