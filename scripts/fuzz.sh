@@ -22,9 +22,13 @@ TARGETS="${FUZZ_TARGETS:-envelope record}"
 
 if rustup run nightly rustc --version >/dev/null 2>&1; then
   TOOLCHAIN=(+nightly)
+  SANITIZER=()
   echo "fuzz: toolchain $(rustup run nightly rustc --version)"
 else
   TOOLCHAIN=()
+  # No AddressSanitizer runtime is guaranteed on stable: fuzz without it
+  # (panics and aborts are still caught).
+  SANITIZER=(--sanitizer none)
   export RUSTC_BOOTSTRAP=1
   echo "fuzz: no nightly toolchain; stable $(rustc --version) with RUSTC_BOOTSTRAP=1"
 fi
@@ -78,7 +82,7 @@ for t in $TARGETS; do
   before="$(ls "$FUZZ/artifacts/$t" | sort)"
   log="$(mktemp -t "fuzz-$t.XXXXXX.log")"
   set +e
-  cargo "${TOOLCHAIN[@]}" fuzz run "$t" "$FUZZ/corpus/$t" -- \
+  cargo "${TOOLCHAIN[@]}" fuzz run "${SANITIZER[@]}" "$t" "$FUZZ/corpus/$t" -- \
     -max_total_time="$SECONDS_PER_TARGET" -max_len="${MAX_LEN[$t]:-65536}" \
     -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse)|Done |==[0-9]+==|SUMMARY|.*panicked at)' 
   rc=${PIPESTATUS[0]}
