@@ -1,0 +1,400 @@
+//! `bedrock-meter backfill` end to end: Bedrock's S3 layout in moto's S3
+//! server (started here on a free loopback port, stopped by PID), the real CLI
+//! binary, DynamoDB Local, records the live path already counted, and a run
+//! killed half-way then resumed from its --state file.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use integration_tests::*;
+use meter_core::Meter;
+use meter_store::{ingest_payload, CommitSettings};
+use time::OffsetDateTime;
+
+const BUCKET: &str = "bedrock-logs";
+const PREFIX: &str = "org/bedrock";
+const ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+
+/// moto's server on 127.0.0.1, stopped by its PID when dropped.
+struct Moto {
+    child: Child,
+    endpoint: String,
+    log: PathBuf,
+}
+
+impl Moto {
+    fn start() -> Moto {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let log = std::env::temp_dir().join(format!("moto-{port}.log"));
+        let out = std::fs::File::create(&log).expect("moto log file");
+        let child = Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "moto_server is required for the backfill tests ({e}): \
+                     python3 -m pip install -r tests/requirements.txt (make test does)"
+                )
+            });
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto_server exited during start-up ({status}): {}",
+                    std::fs::read_to_string(&moto.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn cli_binary() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("target"));
+    let bin = target.join("debug/bedrock-meter");
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p bedrock-meter-cli` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let conf = aws_sdk_s3::config::Builder::from(&sdk)
+        .endpoint_url(endpoint)
+        .force_path_style(true)
+        .build();
+    aws_sdk_s3::Client::from_conf(conf)
+}
+
+fn gzip_members(parts: &[&[Rec]]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for part in parts {
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(6));
+        gz.write_all(&ndjson(part)).expect("gzip");
+        out.extend(gz.finish().expect("gzip"));
+    }
+    out
+}
+
+/// One object of Bedrock's S3 delivery: where it is and what it holds.
+struct Object {
+    key: String,
+    recs: Vec<Rec>,
+    in_range: bool,
+}
+
+/// Spreads `recs` over both accounts and Regions, one folder per record
+/// hour, a few objects per hour (some with two gzip members). Days
+/// 2026-10-30 .. 2026-11-01 are in range; 2026-11-02 is not. One record
+/// stamped just before midnight of 2026-10-29 sits in the first day's 00
+/// folder, as late deliveries do: it is read because folders are selected.
+fn layout(recs: &[Rec]) -> Vec<Object> {
+    let mut by_key: std::collections::BTreeMap<String, Vec<Rec>> = Default::default();
+    for (i, r) in recs.iter().enumerate() {
+        let (account, region) = (ACCOUNTS[i % 2], REGIONS[(i / 2) % 2]);
+        let (date, hour) = (&r.timestamp[..10], &r.timestamp[11..13]);
+        let folder = format!(
+            "{PREFIX}/AWSLogs/{account}/BedrockModelInvocationLogs/{region}/{}/{hour}/",
+            date.replace('-', "/")
+        );
+        let key = format!("{folder}20261030T000000Z_{:x}.json.gz", i % 3);
+        by_key.entry(key).or_default().push(r.clone());
+    }
+    let mut late = recs[0].clone();
+    late.request_id = "late0000-0000-4000-8000-000000000000".into();
+    late.timestamp = "2026-10-29T23:59:59Z".into();
+    by_key
+        .entry(format!(
+            "{PREFIX}/AWSLogs/111111111111/BedrockModelInvocationLogs/us-east-1/2026/10/30/00/late.json.gz"
+        ))
+        .or_default()
+        .push(late);
+    by_key
+        .into_iter()
+        .map(|(key, recs)| Object {
+            in_range: !key.contains("/2026/11/02/"),
+            key,
+            recs,
+        })
+        .collect()
+}
+
+async fn upload(s3: &aws_sdk_s3::Client, objects: &[Object]) {
+    s3.create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create bucket in moto");
+    // Bedrock's own permission check object, outside AWSLogs/: ignored.
+    s3.put_object()
+        .bucket(BUCKET)
+        .key(format!("{PREFIX}/amazon-bedrock-logs-permission-check"))
+        .body(Vec::new().into())
+        .send()
+        .await
+        .expect("put");
+    for (i, o) in objects.iter().enumerate() {
+        let body = if i % 4 == 0 && o.recs.len() > 1 {
+            let (a, b) = o.recs.split_at(o.recs.len() / 2);
+            gzip_members(&[a, b])
+        } else {
+            gzip_members(&[&o.recs])
+        };
+        s3.put_object()
+            .bucket(BUCKET)
+            .key(&o.key)
+            .body(body.into())
+            .send()
+            .await
+            .expect("put object in moto");
+    }
+}
+
+fn backfill_command(moto: &Moto, table: &str, extra: &[&str]) -> Command {
+    let ddb = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (DynamoDB Local)");
+    let mut cmd = Command::new(cli_binary());
+    cmd.args([
+        "--table",
+        table,
+        "backfill",
+        &format!("s3://{BUCKET}/{PREFIX}"),
+        "--from",
+        "2026-10-30",
+        "--to",
+        "2026-11-01",
+        "--json",
+    ])
+    .args(extra)
+    .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
+    .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    cmd
+}
+
+/// Runs to completion within `limit`; kills it and fails otherwise.
+fn run_bounded(mut cmd: Command, limit: Duration) -> (ExitStatus, serde_json::Value, String) {
+    let mut child = cmd.spawn().expect("start bedrock-meter");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if started.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("output");
+            panic!(
+                "backfill did not finish within {limit:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = child.wait_with_output().expect("output");
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let summary = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no JSON summary ({status}): {stdout}\n{stderr}"));
+    (status, summary, stderr)
+}
+
+fn settings() -> CommitSettings {
+    CommitSettings {
+        base_backoff: Duration::from_millis(2),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn backfill_counts_every_in_range_object_once_including_records_the_live_path_already_counted(
+) {
+    let client = local_client().await;
+    let store = fresh_store(&client, "backfill-overlap").await;
+    let moto = Moto::start();
+    let s3 = s3_client(&moto.endpoint).await;
+    let recs = corpus(300, 30, 4, 8080);
+    let objects = layout(&recs);
+    upload(&s3, &objects).await;
+    let in_range: Vec<Rec> = objects
+        .iter()
+        .filter(|o| o.in_range)
+        .flat_map(|o| o.recs.iter().cloned())
+        .collect();
+    assert!(
+        objects.iter().any(|o| !o.in_range),
+        "the layout has an out-of-range day"
+    );
+
+    // GIVEN the live path already counted a quarter of them (and one out of range)
+    let live: Vec<Rec> = in_range.iter().step_by(4).cloned().collect();
+    let outside = objects.iter().find(|o| !o.in_range).unwrap().recs[0].clone();
+    let mut live_all = live.clone();
+    live_all.push(outside.clone());
+    let done = ingest_payload(
+        &store,
+        &Meter::with_defaults(),
+        &settings(),
+        &envelope(&live_all, 500_000),
+        OffsetDateTime::now_utc(),
+    )
+    .await
+    .expect("live ingest");
+    assert_eq!(done.report.counted, live.len() + 1);
+
+    // WHEN the history is backfilled
+    let state = std::env::temp_dir().join(format!("backfill-{}.state", store.table()));
+    let (status, summary, stderr) = run_bounded(
+        backfill_command(
+            &moto,
+            store.table(),
+            &["--concurrency", "8", "--state", state.to_str().unwrap()],
+        ),
+        Duration::from_secs(180),
+    );
+    // THEN the overlap is found already counted and nothing is counted twice
+    assert!(status.success(), "{status}: {stderr}");
+    assert!(stderr.contains("4 account/Region folders"), "{stderr}");
+    let report = &summary["report"];
+    let in_range_objects = objects.iter().filter(|o| o.in_range).count();
+    assert_eq!(summary["objects_ingested"], in_range_objects, "{summary}");
+    assert_eq!(report["counted"], in_range.len() - live.len(), "{summary}");
+    assert_eq!(report["duplicates"], live.len(), "{summary}");
+    assert_eq!(report["skipped"], 0, "{summary}");
+    let mut expected = in_range.clone();
+    expected.push(outside);
+    assert_totals_eq(&read_aggregates(&store).await, &expected_totals(&expected));
+    assert_eq!(marker_count(&store).await, expected.len());
+
+    // AND a rerun with the state file reads nothing again
+    let (status, again, stderr) = run_bounded(
+        backfill_command(&moto, store.table(), &["--state", state.to_str().unwrap()]),
+        Duration::from_secs(60),
+    );
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(again["objects_already_done"], in_range_objects, "{again}");
+    assert_eq!(again["objects_ingested"], 0, "{again}");
+    let _ = std::fs::remove_file(&state);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backfill_killed_half_way_resumes_from_its_state_file_and_ends_exact() {
+    let client = local_client().await;
+    let store = fresh_store(&client, "backfill-resume").await;
+    let moto = Moto::start();
+    let s3 = s3_client(&moto.endpoint).await;
+    let recs = corpus(200, 20, 3, 9090);
+    let objects = layout(&recs);
+    upload(&s3, &objects).await;
+    let in_range: Vec<Rec> = objects
+        .iter()
+        .filter(|o| o.in_range)
+        .flat_map(|o| o.recs.iter().cloned())
+        .collect();
+    let total_objects = objects.iter().filter(|o| o.in_range).count();
+    let state = std::env::temp_dir().join(format!("backfill-{}.state", store.table()));
+    let completed = |path: &PathBuf| {
+        std::fs::read_to_string(path)
+            .map(|t| t.lines().skip(1).filter(|l| !l.is_empty()).count())
+            .unwrap_or(0)
+    };
+
+    // GIVEN a backfill killed (SIGKILL) once it has checkpointed some objects
+    let mut first = backfill_command(
+        &moto,
+        store.table(),
+        &["--concurrency", "1", "--state", state.to_str().unwrap()],
+    )
+    .spawn()
+    .expect("start bedrock-meter");
+    let started = Instant::now();
+    loop {
+        if let Some(status) = first.try_wait().unwrap() {
+            panic!(
+                "the first run ended ({status}) before it could be killed: make the layout bigger"
+            );
+        }
+        if completed(&state) >= 5 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "no progress in the state file within 120 s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    first.kill().expect("kill the first run");
+    first.wait().unwrap();
+    let checkpointed = completed(&state);
+    assert!(
+        checkpointed < total_objects,
+        "killed after {checkpointed} of {total_objects} objects"
+    );
+    let partial = marker_count(&store).await;
+    assert!(partial > 0 && partial < in_range.len());
+
+    // WHEN it is run again with the same state file
+    let (status, summary, stderr) = run_bounded(
+        backfill_command(
+            &moto,
+            store.table(),
+            &["--concurrency", "4", "--state", state.to_str().unwrap()],
+        ),
+        Duration::from_secs(180),
+    );
+    // THEN it skips the checkpointed objects and the totals are exact
+    assert!(status.success(), "{status}: {stderr}");
+    assert_eq!(summary["objects_already_done"], checkpointed, "{summary}");
+    assert_eq!(
+        summary["objects_ingested"],
+        total_objects - checkpointed,
+        "{summary}"
+    );
+    // Objects ingested but not yet checkpointed when killed are found counted.
+    assert_eq!(
+        summary["report"]["counted"].as_u64().unwrap() as usize,
+        in_range.len() - partial,
+        "{summary}"
+    );
+    assert_totals_eq(&read_aggregates(&store).await, &expected_totals(&in_range));
+    assert_eq!(marker_count(&store).await, in_range.len());
+    assert_eq!(completed(&state), total_objects);
+    let _ = std::fs::remove_file(&state);
+}
