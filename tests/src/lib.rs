@@ -314,7 +314,10 @@ fn pico_to_decimal(p: u128) -> String {
 pub fn expected_totals(recs: &[Rec]) -> BTreeMap<AggKey, Totals> {
     let mut raw: BTreeMap<AggKey, (Totals, u128)> = BTreeMap::new();
     for r in recs {
-        let tokens = u128::from(r.input) + u128::from(r.output) + u128::from(r.cache_read) + u128::from(r.cache_write);
+        let tokens = u128::from(r.input)
+            + u128::from(r.output)
+            + u128::from(r.cache_read)
+            + u128::from(r.cache_write);
         let (unpriced, cost): (u128, u128) = match test_rates(r.model) {
             _ if tokens == 0 => (0, 0),
             None => (1, 0),
