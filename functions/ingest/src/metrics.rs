@@ -1,11 +1,9 @@
 //! CloudWatch embedded metric format (EMF): one JSON line per invocation
 //! that CloudWatch turns into metrics, no API calls needed.
 
+use meter_store::metrics::report_metrics;
+pub use meter_store::metrics::NAMESPACE;
 use meter_store::IngestReport;
-use serde_json::{json, Map, Value};
-
-/// The metrics namespace.
-pub const NAMESPACE: &str = "BedrockMeter";
 
 /// Builds the EMF line for one invocation's report (`failed` = the batch was
 /// not stored and will be delivered again).
@@ -15,41 +13,15 @@ pub fn emf_line(
     function_name: &str,
     timestamp_ms: i64,
 ) -> String {
-    let values: [(&str, f64, &str); 8] = [
-        ("Records", report.records as f64, "Count"),
-        ("Counted", report.counted as f64, "Count"),
-        ("Duplicates", report.duplicates as f64, "Count"),
-        ("Skipped", report.skipped as f64, "Count"),
-        ("Unpriced", report.unpriced as f64, "Count"),
-        ("Transactions", report.transactions as f64, "Count"),
-        ("WriteUnits", report.write_units, "None"),
-        ("FailedBatches", if failed { 1.0 } else { 0.0 }, "Count"),
-    ];
-    let mut doc = Map::new();
-    doc.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    doc.insert(
-        "FunctionName".into(),
-        Value::String(function_name.to_string()),
-    );
-    for (name, value, _) in values {
-        doc.insert(name.into(), json!(value));
-    }
-    Value::Object(doc).to_string()
+    let mut metrics = report_metrics(report);
+    metrics.push(("FailedBatches", if failed { 1.0 } else { 0.0 }, "Count"));
+    meter_store::metrics::emf_line(&metrics, function_name, timestamp_ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn the_emf_line_declares_every_metric_it_carries() {

@@ -3,59 +3,31 @@
 //! namespace and metric names as the `ingest` function, plus the Kinesis
 //! record counts.
 
-use serde_json::{json, Map, Value};
+use meter_store::metrics::report_metrics;
+pub use meter_store::metrics::NAMESPACE;
 
 use crate::batch::BatchOutcome;
 
-/// The metrics namespace (shared with the `ingest` function).
-pub const NAMESPACE: &str = "BedrockMeter";
-
-/// Builds the EMF line for one batch.
+/// Builds the EMF line for one batch: the ingest metrics plus the Kinesis
+/// record counts.
 pub fn emf_line(outcome: &BatchOutcome, function_name: &str, timestamp_ms: i64) -> String {
-    let r = &outcome.report;
-    let values: [(&str, f64, &str); 11] = [
-        ("KinesisRecords", outcome.records.len() as f64, "Count"),
-        ("Records", r.records as f64, "Count"),
-        ("Counted", r.counted as f64, "Count"),
-        ("Duplicates", r.duplicates as f64, "Count"),
-        ("Skipped", r.skipped as f64, "Count"),
-        ("Unpriced", r.unpriced as f64, "Count"),
-        ("Transactions", r.transactions as f64, "Count"),
-        ("WriteUnits", r.write_units, "None"),
-        ("UndecodableRecords", outcome.undecodable as f64, "Count"),
-        ("FailedRecords", outcome.reported as f64, "Count"),
-        (
-            "FailedBatches",
-            if outcome.reported > 0 { 1.0 } else { 0.0 },
-            "Count",
-        ),
-    ];
-    let mut doc = Map::new();
-    doc.insert(
-        "_aws".into(),
-        json!({
-            "Timestamp": timestamp_ms,
-            "CloudWatchMetrics": [{
-                "Namespace": NAMESPACE,
-                "Dimensions": [["FunctionName"]],
-                "Metrics": values.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
-            }],
-        }),
-    );
-    doc.insert(
-        "FunctionName".into(),
-        Value::String(function_name.to_string()),
-    );
-    for (name, value, _) in values {
-        doc.insert(name.into(), json!(value));
-    }
-    Value::Object(doc).to_string()
+    let mut metrics = vec![("KinesisRecords", outcome.records.len() as f64, "Count")];
+    metrics.extend(report_metrics(&outcome.report));
+    metrics.push(("UndecodableRecords", outcome.undecodable as f64, "Count"));
+    metrics.push(("FailedRecords", outcome.reported as f64, "Count"));
+    metrics.push((
+        "FailedBatches",
+        if outcome.reported > 0 { 1.0 } else { 0.0 },
+        "Count",
+    ));
+    meter_store::metrics::emf_line(&metrics, function_name, timestamp_ms)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use meter_store::IngestReport;
+    use serde_json::Value;
 
     #[test]
     fn the_emf_line_declares_every_metric_it_carries() {

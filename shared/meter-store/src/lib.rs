@@ -20,6 +20,7 @@ pub mod config;
 pub mod dynamo;
 pub mod ingest;
 pub mod keys;
+pub mod metrics;
 pub mod plan;
 pub mod store;
 

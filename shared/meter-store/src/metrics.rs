@@ -1,0 +1,50 @@
+//! CloudWatch embedded metric format (EMF): one JSON line per invocation
+//! that CloudWatch turns into metrics, no API calls needed. Shared by the
+//! Lambdas so that they emit the same namespace and metric names.
+
+use serde_json::{json, Map, Value};
+
+use crate::ingest::IngestReport;
+
+/// The metrics namespace.
+pub const NAMESPACE: &str = "BedrockMeter";
+
+/// One metric: name, value, CloudWatch unit.
+pub type Metric = (&'static str, f64, &'static str);
+
+/// The metrics every ingesting function reports for one batch.
+pub fn report_metrics(r: &IngestReport) -> Vec<Metric> {
+    vec![
+        ("Records", r.records as f64, "Count"),
+        ("Counted", r.counted as f64, "Count"),
+        ("Duplicates", r.duplicates as f64, "Count"),
+        ("Skipped", r.skipped as f64, "Count"),
+        ("Unpriced", r.unpriced as f64, "Count"),
+        ("Transactions", r.transactions as f64, "Count"),
+        ("WriteUnits", r.write_units, "None"),
+    ]
+}
+
+/// Builds the EMF line carrying `metrics`, with dimension `FunctionName`.
+pub fn emf_line(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> String {
+    let mut doc = Map::new();
+    doc.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["FunctionName"]],
+                "Metrics": metrics.iter().map(|(n, _, u)| json!({"Name": n, "Unit": u})).collect::<Vec<_>>(),
+            }],
+        }),
+    );
+    doc.insert(
+        "FunctionName".into(),
+        Value::String(function_name.to_string()),
+    );
+    for (name, value, _) in metrics {
+        doc.insert((*name).into(), json!(value));
+    }
+    Value::Object(doc).to_string()
+}
