@@ -41,7 +41,7 @@ fi
 
 ip link set lo up
 LOG="$(mktemp -t dynamodb-local.XXXXXX.log)"
-(cd "$JAR_DIR" && exec java -Xmx1g -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar -inMemory -port "$DDB_PORT") >"$LOG" 2>&1 &
+(cd "$JAR_DIR" && exec java -Xmx4g -Djava.library.path=./DynamoDBLocal_lib -jar DynamoDBLocal.jar -inMemory -port "$DDB_PORT") >"$LOG" 2>&1 &
 DDB_PID=$!
 cleanup() { kill "$DDB_PID" 2>/dev/null || true; wait "$DDB_PID" 2>/dev/null || true; rm -f "$LOG"; }
 trap cleanup EXIT

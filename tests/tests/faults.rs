@@ -29,7 +29,7 @@ use time::OffsetDateTime;
 /// The SDK's own retries: standard mode, 3 attempts (the default), with short
 /// backoff so the test stays quick. An attempt times out after 4 s: DynamoDB
 /// Local on a busy machine can take over a second for a transaction.
-const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(4);
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 
 async fn client_through(proxy: &FaultProxy, retry: RetryConfig) -> aws_sdk_dynamodb::Client {
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
