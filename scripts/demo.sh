@@ -5,7 +5,7 @@
 # DynamoDB Local (scripts/with-dynamodb-local.sh) and builds the CLI first.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-BM="${BEDROCK_METER:-$ROOT/target/debug/bedrock-meter}"
+BM="${BEDROCK_METER:-${CARGO_TARGET_DIR:-$ROOT/target}/debug/bedrock-meter}"
 cd "$ROOT"
 
 echo "== bedrock-meter init (DynamoDB Local at $AWS_ENDPOINT_URL)"
