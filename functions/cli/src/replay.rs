@@ -78,9 +78,12 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 /// are always read.
 fn is_input_file(name: &str) -> bool {
     let data = [".json", ".jsonl", ".ndjson", ".gz", ".log", ".txt"];
+    // Kinesis Lambda events (`kinesis-event.json`) are the kinesis-ingest
+    // function's input, not a delivery that replay reads.
     data.iter().any(|ext| name.ends_with(ext))
         && !name.ends_with(".decoded.json")
         && name != "expected-totals.json"
+        && name != "kinesis-event.json"
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
