@@ -11,6 +11,22 @@ use aws_sdk_dynamodb::Client;
 use base64::Engine as _;
 use meter_store::DynamoDbUsageStore;
 
+/// A binary of this workspace (`target/debug/NAME`, or under
+/// `CARGO_TARGET_DIR`). Panics with how to build it when it is missing;
+/// `make test` builds every binary first.
+pub fn workspace_binary(name: &str, package: &str) -> std::path::PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
+    let bin = target.join("debug").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: build it first with `cargo build -p {package}` (make test does)",
+        bin.display()
+    );
+    bin
+}
+
 /// A client for DynamoDB Local. Panics with instructions when the tests were
 /// not started through `scripts/with-dynamodb-local.sh` (`make test`).
 pub async fn local_client() -> Client {

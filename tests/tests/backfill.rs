@@ -75,21 +75,8 @@ impl Drop for Moto {
     }
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
 fn cli_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let bin = target.join("debug/bedrock-meter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p bedrock-meter-cli` (make test does)",
-        bin.display()
-    );
-    bin
+    workspace_binary("bedrock-meter", "bedrock-meter-cli")
 }
 
 async fn s3_client(endpoint: &str) -> aws_sdk_s3::Client {

@@ -12,16 +12,7 @@ use std::time::{Duration, Instant};
 use integration_tests::*;
 
 fn cli_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let bin = target.join("debug/bedrock-meter");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p bedrock-meter-cli` (make test does)",
-        bin.display()
-    );
-    bin
+    workspace_binary("bedrock-meter", "bedrock-meter-cli")
 }
 
 /// A temporary directory removed when dropped.

@@ -25,16 +25,7 @@ fn workspace() -> PathBuf {
 }
 
 fn ingest_binary() -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("target"));
-    let bin = target.join("debug/ingest");
-    assert!(
-        bin.exists(),
-        "{} is missing: build it first with `cargo build -p ingest` (make test does)",
-        bin.display()
-    );
-    bin
+    workspace_binary("ingest", "ingest")
 }
 
 fn invoke(port: &str, event: &std::path::Path) -> serde_json::Value {
