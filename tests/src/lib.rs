@@ -45,14 +45,27 @@ pub async fn local_client() -> Client {
     client
 }
 
-/// Creates a table of its own for one test.
+/// Creates a table of its own for one test: the data contract's schema
+/// without the stream, which only the budget-alert tests read (they use
+/// [`fresh_store_with_stream`]). DynamoDB Local slows down with every stream
+/// record it holds, for every table, for 24 hours; with streams on everywhere
+/// the suite ran several times slower and late tests timed out.
 pub async fn fresh_store(client: &Client, test: &str) -> DynamoDbUsageStore {
+    store_with(client, test, false).await
+}
+
+/// [`fresh_store`] with the table's stream (new and old images) on.
+pub async fn fresh_store_with_stream(client: &Client, test: &str) -> DynamoDbUsageStore {
+    store_with(client, test, true).await
+}
+
+async fn store_with(client: &Client, test: &str, stream: bool) -> DynamoDbUsageStore {
     let name = format!(
         "it-{}-{}",
         test.replace('_', "-").chars().take(180).collect::<String>(),
         fastrand::u32(..)
     );
-    meter_store::create_table(client, &name)
+    meter_store::create_table_with(client, &name, meter_store::TableOptions { stream })
         .await
         .expect("create test table");
     DynamoDbUsageStore::new(client.clone(), name)

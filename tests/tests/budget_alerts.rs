@@ -87,7 +87,7 @@ struct Setup {
 
 async fn setup(name: &str) -> Setup {
     let client = local_client().await;
-    let store = fresh_store(&client, name).await;
+    let store = fresh_store_with_stream(&client, name).await;
     let sns = FakeSns::start().await;
     let lambda = LambdaRuntime::start(store.table(), &sns, name).await;
     let stream = StreamReader::open(&client, store.table()).await;

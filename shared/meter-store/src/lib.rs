@@ -25,7 +25,9 @@ pub mod plan;
 pub mod store;
 
 pub use config::{Config, ConfigError};
-pub use dynamo::{create_table, DynamoDbUsageStore, UsageRow, DEFAULT_TABLE};
+pub use dynamo::{
+    create_table, create_table_with, DynamoDbUsageStore, TableOptions, UsageRow, DEFAULT_TABLE,
+};
 pub use ingest::{
     commit_batch, ingest_payload, CommitSettings, IngestError, IngestReport, Ingested,
     PayloadError, DEFAULT_MARKER_TTL_DAYS,
