@@ -891,12 +891,12 @@ fn missing_fields_have_defined_outcomes() {
         ]),
     )
     .unwrap();
-    assert_eq!(batch.records[0].model, meter_core::UNKNOWN_MODEL);
+    assert_eq!(&*batch.records[0].model, meter_core::UNKNOWN_MODEL);
     assert_eq!(
         batch.records[0].counters.unpriced_invocations, 1,
         "tokens of an unknown model are unpriced, not $0"
     );
-    assert_eq!(batch.records[1].user, "unknown");
+    assert_eq!(&*batch.records[1].user, "unknown");
     assert_eq!(batch.records[2].record_id, format!("e:{}", event_id(2)));
     assert_eq!(batch.records[2].counters.input_tokens, 0);
 }

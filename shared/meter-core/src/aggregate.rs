@@ -5,7 +5,9 @@
 //! counters, so it is independent of record order and conserves every counter
 //! (property-tested below).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 
 use crate::money::Usd;
 use crate::resolve::{Day, Month};
@@ -133,20 +135,42 @@ pub fn keys_of<C: Contribution>(r: &C) -> [AggregateKey<'_>; 4] {
     ]
 }
 
-/// Folds records into one delta per aggregate key, in key order. Sums in a
-/// hash map (records far outnumber keys), sorts once at the end.
+/// Folds records into one delta per aggregate key, in key order. Sums each
+/// record into its (user, model, day) delta in a hash map (records far
+/// outnumber keys: one hash per record), derives the three rollups from those
+/// deltas, and sorts once at the end.
 pub fn aggregate<'a, C: Contribution + 'a>(
     records: impl IntoIterator<Item = &'a C>,
 ) -> BTreeMap<AggregateKey<'a>, Delta<'a>> {
-    let mut sums: HashMap<AggregateKey<'a>, Delta<'a>> = HashMap::new();
+    let mut by_user_model_day: HashMap<(&'a str, &'a str, Day), Delta<'a>> = HashMap::new();
     for r in records {
-        for key in keys_of(r) {
-            let d = sums.entry(key).or_default();
-            d.counters.add(r.counters());
-            d.record_ids.push(r.record_id());
+        let d = by_user_model_day
+            .entry((r.user(), r.model(), r.day()))
+            .or_default();
+        d.counters.add(r.counters());
+        d.record_ids.push(r.record_id());
+    }
+    let mut rollups: HashMap<AggregateKey<'a>, Delta<'a>> =
+        HashMap::with_capacity(by_user_model_day.len());
+    for (&(user, model, day), d) in &by_user_model_day {
+        for key in [
+            AggregateKey::UserDay { user, day },
+            AggregateKey::UserMonth {
+                user,
+                month: day.month(),
+            },
+            AggregateKey::ModelDay { model, day },
+        ] {
+            let r = rollups.entry(key).or_default();
+            r.counters.add(&d.counters);
+            r.record_ids.extend_from_slice(&d.record_ids);
         }
     }
-    sums.into_iter().collect()
+    by_user_model_day
+        .into_iter()
+        .map(|((user, model, day), d)| (AggregateKey::UserModelDay { user, model, day }, d))
+        .chain(rollups)
+        .collect()
 }
 
 #[cfg(test)]

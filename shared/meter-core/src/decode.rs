@@ -125,22 +125,12 @@ fn peel(bytes: &[u8], limits: DecodeLimits) -> Result<Option<Vec<u8>>, DecodeErr
         return Ok(None);
     }
     // Look at the first JSON value only: for newline-delimited records this is
-    // the first record, which has none of the envelope keys.
-    #[derive(Deserialize)]
-    struct Probe<'a> {
-        #[serde(borrow)]
-        awslogs: Option<AwsLogs<'a>>,
-        #[serde(rename = "requestPayload", borrow)]
-        request_payload: Option<&'a RawValue>,
-    }
-    #[derive(Deserialize)]
-    struct AwsLogs<'a> {
-        #[serde(borrow)]
-        data: Cow<'a, str>,
-    }
+    // the first record. The probe stops at the first key that only a payload
+    // or a record has, so a decompressed payload is not scanned twice.
     let mut stream = serde_json::Deserializer::from_slice(trimmed).into_iter::<Probe>();
     let probe = match stream.next() {
         Some(Ok(p)) => p,
+        Some(Err(e)) if e.to_string().starts_with(NOT_AN_ENVELOPE) => return Ok(None),
         // `awslogs` present with the wrong shape.
         Some(Err(e)) if e.classify() == serde_json::error::Category::Data => {
             return Err(DecodeError::Shape(format!(
@@ -159,6 +149,73 @@ fn peel(bytes: &[u8], limits: DecodeLimits) -> Result<Option<Vec<u8>>, DecodeErr
         return Ok(Some(inner.get().as_bytes().to_vec()));
     }
     Ok(None)
+}
+
+/// What [`peel`] looks for in a JSON object: a Lambda event's `awslogs`, or
+/// an on-failure destination record's `requestPayload`.
+#[derive(Default)]
+struct Probe<'a> {
+    awslogs: Option<AwsLogs<'a>>,
+    request_payload: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct AwsLogs<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+}
+
+/// The probe's early exit: the object has a key that only a subscription
+/// payload or an invocation record has, so it is no envelope and the rest of
+/// it need not be read.
+const NOT_AN_ENVELOPE: &str = "bedrock-meter: not an envelope";
+
+/// Keys that mark a subscription payload or an invocation record.
+const PAYLOAD_OR_RECORD_KEYS: &[&str] = &[
+    "messageType",
+    "logEvents",
+    "logGroup",
+    "logStream",
+    "owner",
+    "subscriptionFilters",
+    "schemaType",
+    "schemaVersion",
+    "modelId",
+    "requestId",
+    "input",
+    "output",
+];
+
+impl<'de: 'a, 'a> Deserialize<'de> for Probe<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for V<'a> {
+            type Value = Probe<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                mut map: M,
+            ) -> Result<Probe<'a>, M::Error> {
+                let mut probe = Probe::default();
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    match key.as_ref() {
+                        "awslogs" => probe.awslogs = Some(map.next_value()?),
+                        "requestPayload" => probe.request_payload = Some(map.next_value()?),
+                        k if PAYLOAD_OR_RECORD_KEYS.contains(&k) => {
+                            return Err(serde::de::Error::custom(NOT_AN_ENVELOPE))
+                        }
+                        _ => {
+                            map.next_value::<serde::de::IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(probe)
+            }
+        }
+        d.deserialize_map(V(std::marker::PhantomData))
+    }
 }
 
 /// Decodes `awslogs.data`: standard base64 (padded or not) of gzip.

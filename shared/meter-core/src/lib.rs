@@ -29,7 +29,9 @@ pub mod pricing;
 pub mod record;
 pub mod resolve;
 
-use std::collections::HashSet;
+use std::sync::Arc;
+
+use foldhash::{HashSet, HashSetExt};
 
 use sha2::{Digest, Sha256};
 
@@ -69,10 +71,12 @@ pub struct MeteredRecord {
     /// The idempotency identity: `r:<requestId>`, else `e:<log event id>`,
     /// else `h:<sha256 of the record text>`.
     pub record_id: String,
-    pub user: String,
-    pub principal: Option<String>,
+    /// Shared by every record of a batch with the same user (as are
+    /// `principal` and `model`): a batch has few distinct ones.
+    pub user: Arc<str>,
+    pub principal: Option<Arc<str>>,
     /// `modelId` exactly as logged.
-    pub model: String,
+    pub model: Arc<str>,
     pub day: Day,
     /// The record's own timestamp, epoch seconds.
     pub timestamp: i64,
@@ -96,6 +100,28 @@ impl Contribution for MeteredRecord {
     }
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+}
+
+/// What metering one batch remembers between its records.
+#[derive(Default)]
+struct BatchCache<'t> {
+    rates: pricing::RateCache<'t>,
+    strings: Interner,
+}
+
+/// One shared copy of each distinct user, principal and model id of a batch.
+#[derive(Default)]
+struct Interner(HashSet<Arc<str>>);
+
+impl Interner {
+    fn intern(&mut self, s: &str) -> Arc<str> {
+        if let Some(shared) = self.0.get(s) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(s);
+        self.0.insert(shared.clone());
+        shared
     }
 }
 
@@ -147,9 +173,9 @@ impl Meter {
             skipped: Vec::new(),
             duplicates_in_batch: 0,
         };
-        let mut rates = pricing::RateCache::default();
+        let mut cache = BatchCache::default();
         for event in events {
-            match self.meter_event_with(event, &mut rates) {
+            match self.meter_event_with(event, &mut cache) {
                 Ok(r) => out.records.push(r),
                 Err(error) => out.skipped.push(SkippedRecord {
                     location: event.id.to_string(),
@@ -180,13 +206,13 @@ impl Meter {
 
     /// Meters one log event.
     pub fn meter_event(&self, event: &LogEvent<'_>) -> Result<MeteredRecord, RecordError> {
-        self.meter_event_with(event, &mut pricing::RateCache::default())
+        self.meter_event_with(event, &mut BatchCache::default())
     }
 
     fn meter_event_with<'t>(
         &'t self,
         event: &LogEvent<'_>,
-        rates: &mut pricing::RateCache<'t>,
+        cache: &mut BatchCache<'t>,
     ) -> Result<MeteredRecord, RecordError> {
         let rec = record::parse_record(&event.message, &self.user_metadata_key)?;
         let who = resolve::attribute(rec.metadata_user.as_deref(), rec.identity_arn.as_deref());
@@ -213,23 +239,34 @@ impl Meter {
         }
         let day = Day::of(rec.timestamp);
         let model = rec.model_id.as_deref();
-        let price = self
-            .prices
-            .price_cached(rates, model, rec.region.as_deref(), day, &rec.tokens);
+        let price = self.prices.price_cached(
+            &mut cache.rates,
+            model,
+            rec.region.as_deref(),
+            day,
+            &rec.tokens,
+        );
         let (cost, unpriced) = match price {
             Price::Priced(c) => (c, None),
             Price::Unpriced(reason) => (Usd::ZERO, Some(reason)),
         };
+        // Built with push_str: `format!` costs more than the rest of this step.
+        let prefixed = |prefix: &str, id: &str| {
+            let mut s = String::with_capacity(prefix.len() + id.len());
+            s.push_str(prefix);
+            s.push_str(id);
+            s
+        };
         let record_id = match (&rec.request_id, event.id_is_event_id) {
-            (Some(id), _) => format!("r:{id}"),
-            (None, true) => format!("e:{}", event.id),
+            (Some(id), _) => prefixed("r:", id),
+            (None, true) => prefixed("e:", &event.id),
             (None, false) => format!("h:{:x}", Sha256::digest(event.message.as_bytes())),
         };
         Ok(MeteredRecord {
             record_id,
-            user: who.user,
-            principal: who.principal,
-            model: model.unwrap_or(UNKNOWN_MODEL).to_string(),
+            user: cache.strings.intern(who.user),
+            principal: who.principal.map(|p| cache.strings.intern(p)),
+            model: cache.strings.intern(model.unwrap_or(UNKNOWN_MODEL)),
             day,
             timestamp: rec.timestamp.unix_timestamp(),
             counters: Counters {
@@ -296,11 +333,11 @@ mod tests {
             ]
         );
         let a = &batch.records[0];
-        assert_eq!(a.user, "alice");
+        assert_eq!(&*a.user, "alice");
         assert_eq!(a.counters.cost_usd.to_string(), "0.175");
         assert_eq!(a.unpriced, None);
         let b = &batch.records[1];
-        assert_eq!(b.user, resolve::UNKNOWN_USER);
+        assert_eq!(&*b.user, resolve::UNKNOWN_USER);
         assert_eq!(b.counters.unpriced_invocations, 1);
         assert_eq!(b.counters.cost_usd, Usd::ZERO);
         assert_eq!(b.counters.input_tokens, 5);
@@ -319,7 +356,7 @@ mod tests {
         let (long_msg, ok_msg) = (msg(&long), msg(&ok));
         let err = m.meter_event(&ev("1", &long_msg)).unwrap_err();
         assert_eq!(err.reason_label(), "id_too_long");
-        assert_eq!(m.meter_event(&ev("2", &ok_msg)).unwrap().user, ok);
+        assert_eq!(m.meter_event(&ev("2", &ok_msg)).unwrap().user.as_ref(), ok);
         let long_model = format!(
             r#"{{"modelId":"{}","timestamp":"2026-11-01T00:00:00Z"}}"#,
             "m".repeat(MAX_ID_BYTES + 1)

@@ -17,7 +17,9 @@
 //! A missing entry, or tokens of a class the entry has no rate for, make the
 //! record *unpriced*: its tokens count, it adds no cost, and it is flagged.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::fmt;
 use std::path::Path;
 

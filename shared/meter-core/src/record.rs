@@ -86,15 +86,15 @@ impl TokenCounts {
 #[serde(rename_all = "camelCase")]
 struct RawRecord<'a> {
     #[serde(borrow, default)]
-    schema_type: Option<Cow<'a, str>>,
+    schema_type: Option<CowStr<'a>>,
     #[serde(borrow, default)]
-    timestamp: Option<Cow<'a, str>>,
+    timestamp: Option<CowStr<'a>>,
     #[serde(borrow, default)]
-    request_id: Option<Cow<'a, str>>,
+    request_id: Option<CowStr<'a>>,
     #[serde(borrow, default)]
-    model_id: Option<Cow<'a, str>>,
+    model_id: Option<CowStr<'a>>,
     #[serde(borrow, default)]
-    region: Option<Cow<'a, str>>,
+    region: Option<CowStr<'a>>,
     #[serde(borrow, default)]
     identity: Option<RawIdentity<'a>>,
     #[serde(borrow, default)]
@@ -104,13 +104,13 @@ struct RawRecord<'a> {
     #[serde(default)]
     output: Option<RawOutput>,
     #[serde(borrow, default)]
-    error_code: Option<Cow<'a, str>>,
+    error_code: Option<CowStr<'a>>,
 }
 
 #[derive(Deserialize)]
 struct RawIdentity<'a> {
     #[serde(borrow, default)]
-    arn: Option<Cow<'a, str>>,
+    arn: Option<CowStr<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -213,10 +213,29 @@ impl<'de: 'a, 'a> Deserialize<'de> for Metadata<'a> {
     }
 }
 
+/// A string that borrows from the input unless it holds escapes. (serde's
+/// own `Cow<str>` always allocates, and `#[serde(borrow)]` cannot reach
+/// inside an `Option`: that cost a few allocations per record.)
 struct CowStr<'a>(Cow<'a, str>);
 impl<'de: 'a, 'a> Deserialize<'de> for CowStr<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Cow::<'a, str>::deserialize(d).map(CowStr)
+        struct V<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = CowStr<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<CowStr<'a>, E> {
+                Ok(CowStr(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V(std::marker::PhantomData))
     }
 }
 
@@ -288,7 +307,7 @@ pub fn parse_record<'a>(
         });
     }
     let raw: RawRecord<'a> = serde_json::from_str(message).map_err(classify_serde_error)?;
-    if let Some(schema) = raw.schema_type.as_deref() {
+    if let Some(schema) = raw.schema_type.as_ref().map(|s| s.0.as_ref()) {
         if schema != SCHEMA_TYPE {
             return Err(RecordError::NotInvocationRecord(format!(
                 "schemaType is `{}`, expected `{SCHEMA_TYPE}`",
@@ -300,7 +319,7 @@ pub fn parse_record<'a>(
             "no schemaType, modelId or requestId".to_string(),
         ));
     }
-    let timestamp = match raw.timestamp.as_deref() {
+    let timestamp = match raw.timestamp.as_ref().map(|t| t.0.as_ref()) {
         None => return Err(RecordError::MissingTimestamp),
         Some(ts) => parse_timestamp(ts)?,
     };
@@ -320,12 +339,12 @@ pub fn parse_record<'a>(
     let output = raw.output.map_or(0, |o| count(o.output_token_count));
     Ok(InvocationRecord {
         timestamp,
-        request_id: raw.request_id.filter(|r| !r.is_empty()),
-        model_id: raw.model_id,
-        region: raw.region,
-        identity_arn: raw.identity.and_then(|i| i.arn),
+        request_id: raw.request_id.map(|r| r.0).filter(|r| !r.is_empty()),
+        model_id: raw.model_id.map(|m| m.0),
+        region: raw.region.map(|r| r.0),
+        identity_arn: raw.identity.and_then(|i| i.arn).map(|a| a.0),
         metadata_user,
-        error_code: raw.error_code.filter(|c| !c.is_empty()),
+        error_code: raw.error_code.map(|c| c.0).filter(|c| !c.is_empty()),
         tokens: TokenCounts {
             input,
             output,

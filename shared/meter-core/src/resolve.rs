@@ -7,38 +7,48 @@ use time::OffsetDateTime;
 /// The user a record is attributed to when nothing identifies one.
 pub const UNKNOWN_USER: &str = "unknown";
 
-/// The resolved user and the principal that made the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Attribution {
-    pub user: String,
+/// The resolved user and the principal that made the call, borrowed from the
+/// record (nothing is allocated).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attribution<'a> {
+    pub user: &'a str,
     /// The role (`arn:...:assumed-role/ROLE`) or the whole caller ARN.
-    pub principal: Option<String>,
+    pub principal: Option<&'a str>,
 }
 
 /// Resolves the user: `requestMetadata[KEY]` when present and non-empty;
 /// else the session name of an `assumed-role` ARN; else the name in an IAM
 /// `user/` or `federated-user/` ARN; else the whole ARN; else `unknown`.
-pub fn attribute(metadata_user: Option<&str>, identity_arn: Option<&str>) -> Attribution {
+pub fn attribute<'a>(
+    metadata_user: Option<&'a str>,
+    identity_arn: Option<&'a str>,
+) -> Attribution<'a> {
     let arn = identity_arn.filter(|a| !a.is_empty());
     let parsed = arn.map(parse_caller_arn);
-    let principal = parsed.as_ref().map(|p| p.principal.clone());
+    let principal = parsed.map(|p| p.principal);
     let user = match metadata_user.filter(|u| !u.trim().is_empty()) {
-        Some(u) => u.to_string(),
-        None => match (&parsed, arn) {
-            (Some(p), _) if p.name.is_some() => p.name.clone().unwrap_or_default(),
-            (_, Some(a)) => a.to_string(),
-            _ => UNKNOWN_USER.to_string(),
+        Some(u) => u,
+        None => match (parsed, arn) {
+            (
+                Some(CallerArn {
+                    name: Some(name), ..
+                }),
+                _,
+            ) => name,
+            (_, Some(a)) => a,
+            _ => UNKNOWN_USER,
         },
     };
     Attribution { user, principal }
 }
 
-struct CallerArn {
-    name: Option<String>,
-    principal: String,
+#[derive(Clone, Copy)]
+struct CallerArn<'a> {
+    name: Option<&'a str>,
+    principal: &'a str,
 }
 
-fn parse_caller_arn(arn: &str) -> CallerArn {
+fn parse_caller_arn(arn: &str) -> CallerArn<'_> {
     // arn:PARTITION:SERVICE:REGION:ACCOUNT:RESOURCE
     let mut parts = arn.splitn(6, ':');
     let (
@@ -59,7 +69,7 @@ fn parse_caller_arn(arn: &str) -> CallerArn {
     else {
         return CallerArn {
             name: None,
-            principal: arn.to_string(),
+            principal: arn,
         };
     };
     let prefix_len = arn.len() - resource.len();
@@ -67,8 +77,8 @@ fn parse_caller_arn(arn: &str) -> CallerArn {
         if let Some((role, session)) = rest.split_once('/') {
             if !session.is_empty() && !role.is_empty() {
                 return CallerArn {
-                    name: Some(session.to_string()),
-                    principal: arn[..prefix_len + "assumed-role/".len() + role.len()].to_string(),
+                    name: Some(session),
+                    principal: &arn[..prefix_len + "assumed-role/".len() + role.len()],
                 };
             }
         }
@@ -79,15 +89,15 @@ fn parse_caller_arn(arn: &str) -> CallerArn {
             let name = path_and_name.rsplit('/').next().unwrap_or(path_and_name);
             if !name.is_empty() {
                 return CallerArn {
-                    name: Some(name.to_string()),
-                    principal: arn.to_string(),
+                    name: Some(name),
+                    principal: arn,
                 };
             }
         }
     }
     CallerArn {
         name: None,
-        principal: arn.to_string(),
+        principal: arn,
     }
 }
 
@@ -291,7 +301,7 @@ mod tests {
         for (meta, arn, user, principal) in cases {
             let a = attribute(*meta, *arn);
             assert_eq!(a.user, *user, "{meta:?} {arn:?}");
-            assert_eq!(a.principal.as_deref(), *principal, "{meta:?} {arn:?}");
+            assert_eq!(a.principal, *principal, "{meta:?} {arn:?}");
         }
     }
 

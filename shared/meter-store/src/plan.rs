@@ -131,9 +131,9 @@ mod tests {
     fn rec(id: usize, user: usize, model: usize, day: &str) -> MeteredRecord {
         MeteredRecord {
             record_id: format!("r:{id}"),
-            user: format!("user{user}"),
+            user: format!("user{user}").into(),
             principal: None,
-            model: format!("model{model}"),
+            model: format!("model{model}").into(),
             day: Day::parse(day).unwrap(),
             timestamp: 0,
             counters: Counters {
