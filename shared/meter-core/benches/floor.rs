@@ -155,19 +155,19 @@ fn thread_cpu() -> Option<Duration> {
         .map(Duration::from_nanos)
 }
 
-fn median(runs: usize, mut f: impl FnMut()) -> Duration {
-    let mut times: Vec<Duration> = (0..runs)
-        .map(|_| {
-            let (t, c) = (Instant::now(), thread_cpu());
-            f();
-            match (c, thread_cpu()) {
-                (Some(a), Some(b)) => b - a,
-                _ => t.elapsed(),
-            }
-        })
-        .collect();
+/// CPU time of one call of `f` (wall-clock time where schedstat is missing).
+fn cpu_time(f: impl FnOnce()) -> Duration {
+    let (t, c) = (Instant::now(), thread_cpu());
+    f();
+    match (c, thread_cpu()) {
+        (Some(a), Some(b)) => b - a,
+        _ => t.elapsed(),
+    }
+}
+
+fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
-    times[runs / 2]
+    times[times.len() / 2]
 }
 
 fn arg(name: &str) -> Option<String> {
@@ -234,21 +234,28 @@ fn main() {
             .map(|e| meter.meter_payload(e).unwrap().records.len())
             .sum();
         assert_eq!(counted, records);
-        let f_ldf = median(runs, || {
-            for e in &c.envelopes {
-                black_box(floor(e, gunzip_libdeflate));
-            }
-        });
-        let f_zrs = median(runs, || {
-            for e in &c.envelopes {
-                black_box(floor(e, gunzip_zlib_rs));
-            }
-        });
-        let p = median(runs, || {
-            for e in &c.envelopes {
-                black_box(pipeline(&meter, e));
-            }
-        });
+        // The three measurements are interleaved run by run, so that a change
+        // in the machine's speed during the benchmark (a shared 2-core VM
+        // drifts by tens of percent) weighs on the floor and the pipeline alike.
+        let (mut ldf, mut zrs, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..runs {
+            ldf.push(cpu_time(|| {
+                for e in &c.envelopes {
+                    black_box(floor(e, gunzip_libdeflate));
+                }
+            }));
+            zrs.push(cpu_time(|| {
+                for e in &c.envelopes {
+                    black_box(floor(e, gunzip_zlib_rs));
+                }
+            }));
+            pipe.push(cpu_time(|| {
+                for e in &c.envelopes {
+                    black_box(pipeline(&meter, e));
+                }
+            }));
+        }
+        let (f_ldf, f_zrs, p) = (median(ldf), median(zrs), median(pipe));
         let best_floor = f_ldf.min(f_zrs);
         let mb = c.decompressed_bytes as f64 / 1e6;
         println!(
