@@ -75,22 +75,35 @@ declare -A MAX_LEN=([envelope]=262144 [record]=131072)
 status=0
 summary=()
 cd "$CRATE"
+# Build every target once, then fuzz them side by side (one core each), so CI
+# pays SECONDS_PER_TARGET once rather than once per target.
+echo
+echo "==> cargo fuzz build"
+cargo "${TOOLCHAIN[@]}" fuzz build "${SANITIZER[@]}"
+declare -A LOG PID BEFORE
 for t in $TARGETS; do
-  echo
-  echo "==> fuzz $t for ${SECONDS_PER_TARGET}s"
+  echo "==> fuzz $t for ${SECONDS_PER_TARGET}s (in the background)"
   mkdir -p "$FUZZ/artifacts/$t"
-  before="$(ls "$FUZZ/artifacts/$t" | sort)"
-  log="$(mktemp -t "fuzz-$t.XXXXXX.log")"
-  set +e
+  BEFORE[$t]="$(ls "$FUZZ/artifacts/$t" | sort)"
+  LOG[$t]="$(mktemp -t "fuzz-$t.XXXXXX.log")"
   cargo "${TOOLCHAIN[@]}" fuzz run "${SANITIZER[@]}" "$t" "$FUZZ/corpus/$t" -- \
     -max_total_time="$SECONDS_PER_TARGET" -max_len="${MAX_LEN[$t]:-65536}" \
-    -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 2>&1 | tee "$log" | grep -E '^(#[0-9]+ +(INITED|DONE|pulse)|Done |==[0-9]+==|SUMMARY|.*panicked at)' 
-  rc=${PIPESTATUS[0]}
+    -timeout=20 -rss_limit_mb=2048 -print_final_stats=1 >"${LOG[$t]}" 2>&1 &
+  PID[$t]=$!
+done
+for t in $TARGETS; do
+  set +e
+  wait "${PID[$t]}"
+  rc=$?
   set -e
+  log="${LOG[$t]}"
+  echo
+  echo "==> fuzz $t: exit $rc"
+  grep -E '^(#[0-9]+ +(INITED|DONE)|Done |==[0-9]+==|SUMMARY|.*panicked at)' "$log" || true
   runs="$(grep -Eo '^Done [0-9]+ runs in [0-9]+ second' "$log" | tail -n 1 || true)"
   cov="$(grep -Eo 'cov: [0-9]+' "$log" | tail -n 1 || true)"
   summary+=("$t: exit $rc; ${runs:-no final stats}; ${cov:-}")
-  new="$(comm -13 <(echo "$before") <(ls "$FUZZ/artifacts/$t" | sort) || true)"
+  new="$(comm -13 <(echo "${BEFORE[$t]}") <(ls "$FUZZ/artifacts/$t" | sort) || true)"
   if [ "$rc" -ne 0 ] || [ -n "$new" ]; then
     status=1
     tail -n 40 "$log"
