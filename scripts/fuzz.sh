@@ -6,6 +6,7 @@
 #   scripts/fuzz.sh                     # 60 s per target
 #   FUZZ_SECONDS=300 scripts/fuzz.sh    # longer
 #   FUZZ_TARGETS=record scripts/fuzz.sh # one target
+#   FUZZ_TOOLCHAIN=stable scripts/fuzz.sh # as CI does when no nightly is installed
 #
 # Installs cargo-fuzz (crates.io) when missing. Uses the nightly toolchain when
 # one is installed, else the stable one with RUSTC_BOOTSTRAP=1 (cargo-fuzz
@@ -20,7 +21,7 @@ FUZZ="$CRATE/fuzz"
 SECONDS_PER_TARGET="${FUZZ_SECONDS:-60}"
 TARGETS="${FUZZ_TARGETS:-envelope record}"
 
-if rustup run nightly rustc --version >/dev/null 2>&1; then
+if [ "${FUZZ_TOOLCHAIN:-}" != stable ] && rustup run nightly rustc --version >/dev/null 2>&1; then
   TOOLCHAIN=(+nightly)
   SANITIZER=()
   echo "fuzz: toolchain $(rustup run nightly rustc --version)"
