@@ -165,6 +165,15 @@ fn cpu_time(f: impl FnOnce()) -> Duration {
     }
 }
 
+/// CPU time of `f` over every envelope of a corpus.
+fn time_each<T>(envelopes: &[Vec<u8>], f: impl Fn(&[u8]) -> T) -> Duration {
+    cpu_time(|| {
+        for e in envelopes {
+            black_box(f(e));
+        }
+    })
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -239,21 +248,9 @@ fn main() {
         // drifts by tens of percent) weighs on the floor and the pipeline alike.
         let (mut ldf, mut zrs, mut pipe) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..runs {
-            ldf.push(cpu_time(|| {
-                for e in &c.envelopes {
-                    black_box(floor(e, gunzip_libdeflate));
-                }
-            }));
-            zrs.push(cpu_time(|| {
-                for e in &c.envelopes {
-                    black_box(floor(e, gunzip_zlib_rs));
-                }
-            }));
-            pipe.push(cpu_time(|| {
-                for e in &c.envelopes {
-                    black_box(pipeline(&meter, e));
-                }
-            }));
+            ldf.push(time_each(&c.envelopes, |e| floor(e, gunzip_libdeflate)));
+            zrs.push(time_each(&c.envelopes, |e| floor(e, gunzip_zlib_rs)));
+            pipe.push(time_each(&c.envelopes, |e| pipeline(&meter, e)));
         }
         let (f_ldf, f_zrs, p) = (median(ldf), median(zrs), median(pipe));
         let best_floor = f_ldf.min(f_zrs);
