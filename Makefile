@@ -1,10 +1,15 @@
 # bedrock-meter: the two commands a newcomer needs are `make demo` and `make test`.
-.PHONY: demo test lint check-infra bench clean-local
+.PHONY: demo dashboard test lint check-infra bench clean-local
 
 ## Ingest the sample events into a local DynamoDB and print the totals.
 demo:
 	cargo build -p bedrock-meter-cli
 	scripts/with-dynamodb-local.sh scripts/demo.sh
+
+## The dashboard on the demo data at http://127.0.0.1:8080/ (PORT=... to change) until Ctrl-C.
+dashboard:
+	cargo build -p bedrock-meter-cli
+	scripts/dashboard.sh
 
 ## Run the whole test suite (unit, property, DynamoDB Local, Lambda emulator, templates).
 test:

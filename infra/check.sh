@@ -9,6 +9,9 @@
 #                               build only the function with logical id ID (for example
 #                               IngestFunction) instead of all three
 #   infra/check.sh --keep       keep the synthesized cdk.out and print where it is
+#   infra/check.sh --iam-calls FILE
+#                               also check both templates' roles and infra/operator-policy.json
+#                               against the AWS calls the tests recorded (infra/iam_check.py)
 #
 # It installs what it needs when missing through scripts/install-tools.sh:
 # aws-sam-cli and cfn-lint (infra/requirements-check.txt), the CDK app's packages
@@ -20,7 +23,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,19p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 INFRA_DIR="$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)"
@@ -31,6 +34,7 @@ TEMPLATE="$INFRA_DIR/template.yaml"
 sam_build=0
 keep=0
 only=""
+iam_calls=""
 while (($#)); do
   case "$1" in
     --sam-build) sam_build=1 ;;
@@ -40,6 +44,11 @@ while (($#)); do
       shift
       ;;
     --keep) keep=1 ;;
+    --iam-calls)
+      [[ $# -ge 2 ]] || { echo "check.sh: --iam-calls needs the call log the tests wrote" >&2; exit 2; }
+      iam_calls="$2"
+      shift
+      ;;
     -h | --help) usage; exit 0 ;;
     *) echo "check.sh: unknown argument: $1" >&2; usage >&2; exit 2 ;;
   esac
@@ -170,6 +179,12 @@ parity() {
   python3 "$INFRA_DIR/parity.py" "$TEMPLATE" "$work/cdk.out/BedrockMeter.template.json"
 }
 
+# IAM against the AWS calls the tests recorded (aws-call-log, BEDROCK_METER_CALL_LOG).
+iam_check() {
+  python3 "$INFRA_DIR/iam_check.py" "$iam_calls" --sam "$TEMPLATE" \
+    --cdk "$work/cdk.out/BedrockMeter.template.json"
+}
+
 ensure_build_tools() {
   command -v cargo >/dev/null 2>&1 || { echo "cargo is required for --sam-build" >&2; return 1; }
   if ! cargo lambda --version >/dev/null 2>&1; then
@@ -236,6 +251,9 @@ step "cfn-lint source-account, region-destination" cfn_lint_collection
 step "cdk synth (cdk-nag AwsSolutions)" cdk_synth
 step "cfn-lint (synthesized CDK template)" cfn_lint_cdk
 step "parity: SAM vs CDK" parity
+if [[ -n "$iam_calls" ]]; then
+  step "IAM: recorded calls vs policies" iam_check
+fi
 if ((sam_build)); then
   step "install: cargo-lambda" ensure_build_tools
   build_arch="$(build_architecture)"

@@ -23,13 +23,39 @@ step "build: tests and binaries (the network namespace below is offline)"
 cargo build --workspace --bins
 cargo test --workspace --no-run
 
+# --- IAM against the calls the code makes (aws-call-log, infra/iam_check.py) ---
+# The functions, the CLI and the in-process handlers under test append every AWS
+# call to this file; infra/check.sh --iam-calls then checks the SAM and CDK roles
+# and infra/operator-policy.json against it. Only for a whole run (no test filter).
+iam_calls=""
+if [ "$#" -eq 0 ]; then
+  iam_calls="$ROOT/target/iam/calls.jsonl"
+  mkdir -p "$(dirname "$iam_calls")"
+  : >"$iam_calls"
+  export BEDROCK_METER_CALL_LOG="$iam_calls"
+fi
+# --- end IAM ---------------------------------------------------------------------
+
 step "cargo test --workspace, with DynamoDB Local on 127.0.0.1 in a private network namespace"
 scripts/with-dynamodb-local.sh cargo test --workspace --offline "$@"
 
+# --- IAM: the operator commands no test runs as a process (init, report) are
+# recorded from the demo; then the checker's own unit tests.
+if [ -n "$iam_calls" ]; then
+  step "IAM: record the demo's CLI calls (init, replay, report); unit tests of infra/iam_check.py"
+  scripts/with-dynamodb-local.sh scripts/demo.sh >/dev/null
+  python3 -m unittest discover -s tests/iam
+  unset BEDROCK_METER_CALL_LOG
+fi
+# --- end IAM ---------------------------------------------------------------------
+
 step "deploy templates: sam validate --lint, cfn-lint, cdk synth + cdk-nag, SAM/CDK parity"
 # SAM_BUILD=1 (CI sets it) adds `sam build`, the release Lambda build.
+# With a whole run's call log, check.sh also checks IAM against it (iam_calls above).
+iam_args=()
+[ -n "$iam_calls" ] && iam_args=(--iam-calls "$iam_calls")
 if [ "${SAM_BUILD:-0}" = 1 ]; then
-  infra/check.sh --sam-build
+  infra/check.sh --sam-build ${iam_args[@]+"${iam_args[@]}"}
 else
-  infra/check.sh
+  infra/check.sh ${iam_args[@]+"${iam_args[@]}"}
 fi

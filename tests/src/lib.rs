@@ -37,12 +37,32 @@ pub async fn local_client() -> Client {
          scripts/with-dynamodb-local.sh cargo test --offline -p integration-tests); \
          AWS_ENDPOINT_URL is `{endpoint}`"
     );
-    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let client = Client::new(&sdk);
+    let client = client_for(aws_call_log::TEST_HARNESS).await;
     if let Err(e) = client.list_tables().limit(1).send().await {
         panic!("DynamoDB Local at {endpoint} does not answer: {e:?}");
     }
     client
+}
+
+/// A DynamoDB client from the environment, its calls recorded as
+/// `component` when `BEDROCK_METER_CALL_LOG` is set (aws-call-log).
+async fn client_for(component: &str) -> Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_call_log::client(&sdk, component)
+}
+
+/// Who the calls made through a test's store are recorded as. Only the
+/// Kinesis tests run a function's handler (kinesis-ingest's) on the store in
+/// process; elsewhere the store sets up and inspects data while the
+/// functions and the CLI under test run as child processes and record
+/// themselves. Told apart by the test binary's name (`kinesis-<hash>`).
+fn in_process_component() -> &'static str {
+    let exe = std::env::current_exe().unwrap_or_default();
+    let binary = exe.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    match binary.rsplit_once('-').map_or(binary, |(name, _hash)| name) {
+        "kinesis" => "kinesis-ingest",
+        _ => aws_call_log::TEST_HARNESS,
+    }
 }
 
 /// Creates a table of its own for one test: the data contract's schema
@@ -68,7 +88,13 @@ async fn store_with(client: &Client, test: &str, stream: bool) -> DynamoDbUsageS
     meter_store::create_table_with(client, &name, meter_store::TableOptions { stream })
         .await
         .expect("create test table");
-    DynamoDbUsageStore::new(client.clone(), name)
+    let component = in_process_component();
+    let store_client = if component == aws_call_log::TEST_HARNESS {
+        client.clone()
+    } else {
+        client_for(component).await
+    };
+    DynamoDbUsageStore::new(store_client, name)
 }
 
 /// The key of one aggregate as tests compare them: (kind, user, model, period).
@@ -89,11 +115,11 @@ pub struct Totals {
 
 /// Reads every aggregate of a table (a Scan: fine for verification).
 pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Totals> {
+    let client = client_for(aws_call_log::TEST_HARNESS).await;
     let mut out = BTreeMap::new();
     let mut start = None;
     loop {
-        let page = store
-            .client()
+        let page = client
             .scan()
             .table_name(store.table())
             .set_exclusive_start_key(start.take())
@@ -150,11 +176,11 @@ pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Tot
 
 /// Counts marker items.
 pub async fn marker_count(store: &DynamoDbUsageStore) -> usize {
+    let client = client_for(aws_call_log::TEST_HARNESS).await;
     let mut n = 0;
     let mut start = None;
     loop {
-        let page = store
-            .client()
+        let page = client
             .scan()
             .table_name(store.table())
             .filter_expression("#k = :m")
@@ -429,4 +455,48 @@ pub fn assert_totals_eq(actual: &BTreeMap<AggKey, Totals>, expected: &BTreeMap<A
         expected.len(),
         &diffs[..diffs.len().min(5)]
     );
+}
+
+/// The `pk` of every marker item (`R#<record id>`): which records a table
+/// counted.
+pub async fn marker_keys(store: &DynamoDbUsageStore) -> std::collections::BTreeSet<String> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut start = None;
+    loop {
+        let page = store
+            .client()
+            .scan()
+            .table_name(store.table())
+            .filter_expression("#k = :m")
+            .expression_attribute_names("#k", "kind")
+            .expression_attribute_values(":m", AttributeValue::S("marker".into()))
+            .set_exclusive_start_key(start.take())
+            .send()
+            .await
+            .expect("scan");
+        for item in page.items() {
+            match item.get("pk") {
+                Some(AttributeValue::S(pk)) => out.insert(pk.clone()),
+                other => panic!("a marker without a string pk: {other:?}"),
+            };
+        }
+        match page.last_evaluated_key() {
+            Some(k) if !k.is_empty() => start = Some(k.clone()),
+            _ => break,
+        }
+    }
+    out
+}
+
+/// The marker `pk` of a synthetic record (its request id holds no
+/// character that key encoding changes).
+pub fn marker_pk(r: &Rec) -> String {
+    assert!(
+        r.request_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-'),
+        "{}",
+        r.request_id
+    );
+    format!("R#r:{}", r.request_id)
 }

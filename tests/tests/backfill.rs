@@ -1,13 +1,17 @@
 //! `bedrock-meter backfill` end to end: Bedrock's S3 layout in moto's S3
 //! server (started here on a free loopback port, stopped by PID), the real CLI
 //! binary, DynamoDB Local, records the live path already counted, and a run
-//! killed half-way then resumed from its --state file.
+//! killed at a chosen object then resumed from its --state file.
 
+mod faults_support;
+
+use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use faults_support::{upstream_from_env, GateProxy, KillPoint};
 use integration_tests::*;
 use meter_core::Meter;
 use meter_store::{ingest_payload, CommitSettings};
@@ -174,6 +178,11 @@ async fn upload(s3: &aws_sdk_s3::Client, objects: &[Object]) {
 
 fn backfill_command(moto: &Moto, table: &str, extra: &[&str]) -> Command {
     let ddb = std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL (DynamoDB Local)");
+    backfill_command_via(moto, &ddb, table, extra)
+}
+
+/// [`backfill_command`] talking to DynamoDB at `ddb` (a proxy).
+fn backfill_command_via(moto: &Moto, ddb: &str, table: &str, extra: &[&str]) -> Command {
     let mut cmd = Command::new(cli_binary());
     cmd.args([
         "--table",
@@ -188,7 +197,7 @@ fn backfill_command(moto: &Moto, table: &str, extra: &[&str]) -> Command {
     ])
     .args(extra)
     .env("AWS_ENDPOINT_URL_S3", &moto.endpoint)
-    .env("AWS_ENDPOINT_URL_DYNAMODB", &ddb)
+    .env("AWS_ENDPOINT_URL_DYNAMODB", ddb)
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
     cmd
@@ -301,8 +310,26 @@ async fn backfill_counts_every_in_range_object_once_including_records_the_live_p
     let _ = std::fs::remove_file(&state);
 }
 
+/// The object keys a state file lists as completed (after its header).
+fn state_keys(path: &PathBuf) -> BTreeSet<String> {
+    std::fs::read_to_string(path)
+        .map(|t| {
+            t.lines()
+                .skip(1)
+                .filter(|l| !l.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Objects committed before the kill: the backfill sends one transaction
+/// per object here (a handful of records each).
+const COMMITTED_BEFORE_KILL: usize = 6;
+
 #[tokio::test(flavor = "multi_thread")]
-async fn a_backfill_killed_half_way_resumes_from_its_state_file_and_ends_exact() {
+async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_counts_exactly_the_rest(
+) {
     let client = local_client().await;
     let store = fresh_store(&client, "backfill-resume").await;
     let moto = Moto::start();
@@ -310,52 +337,79 @@ async fn a_backfill_killed_half_way_resumes_from_its_state_file_and_ends_exact()
     let recs = corpus(200, 20, 3, 9090);
     let objects = layout(&recs);
     upload(&s3, &objects).await;
-    let in_range: Vec<Rec> = objects
+    let in_range: Vec<&Object> = objects.iter().filter(|o| o.in_range).collect();
+    let in_range_recs: Vec<Rec> = in_range
         .iter()
-        .filter(|o| o.in_range)
         .flat_map(|o| o.recs.iter().cloned())
         .collect();
-    let total_objects = objects.iter().filter(|o| o.in_range).count();
+    assert!(
+        in_range.iter().all(|o| o.recs.len() <= 10),
+        "one transaction per object needs small objects"
+    );
     let state = std::env::temp_dir().join(format!("backfill-{}.state", store.table()));
-    let completed = |path: &PathBuf| {
-        std::fs::read_to_string(path)
-            .map(|t| t.lines().skip(1).filter(|l| !l.is_empty()).count())
-            .unwrap_or(0)
-    };
 
-    // GIVEN a backfill killed (SIGKILL) once it has checkpointed some objects
-    let mut first = backfill_command(
+    // GIVEN a backfill killed (SIGKILL) while its 7th object's transaction
+    // is held by the gate, never forwarded: exactly 6 objects committed.
+    let gate = GateProxy::start(upstream_from_env()).await;
+    gate.arm(Some(KillPoint::BeforeForwarding(COMMITTED_BEFORE_KILL + 1)));
+    let mut first = backfill_command_via(
         &moto,
+        &gate.url(),
         store.table(),
         &["--concurrency", "1", "--state", state.to_str().unwrap()],
     )
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
     .spawn()
     .expect("start bedrock-meter");
-    let started = Instant::now();
-    loop {
-        if let Some(status) = first.try_wait().unwrap() {
-            panic!(
-                "the first run ended ({status}) before it could be killed: make the layout bigger"
-            );
-        }
-        if completed(&state) >= 5 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "no progress in the state file within 120 s"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let stats = gate
+        .wait_until_stopped(Duration::from_secs(120), || {
+            first.try_wait().unwrap().map(|s| s.to_string())
+        })
+        .await;
     first.kill().expect("kill the first run");
     first.wait().unwrap();
-    let checkpointed = completed(&state);
-    assert!(
-        checkpointed < total_objects,
-        "killed after {checkpointed} of {total_objects} objects"
+    assert_eq!(stats.applied_in_run, COMMITTED_BEFORE_KILL, "{stats:?}");
+    assert!(stats.problems.is_empty(), "{:?}", stats.problems);
+    let markers = marker_keys(&store).await;
+    assert_eq!(markers, stats.applied_markers);
+    // The markers are those of 6 whole objects.
+    let committed: BTreeSet<&str> = in_range
+        .iter()
+        .filter(|o| o.recs.iter().any(|r| markers.contains(&marker_pk(r))))
+        .map(|o| o.key.as_str())
+        .collect();
+    assert_eq!(committed.len(), COMMITTED_BEFORE_KILL, "{committed:?}");
+    let committed_recs: Vec<Rec> = in_range
+        .iter()
+        .filter(|o| committed.contains(o.key.as_str()))
+        .flat_map(|o| o.recs.iter().cloned())
+        .collect();
+    assert_eq!(committed_recs.len(), markers.len(), "whole objects only");
+    assert_totals_eq(
+        &read_aggregates(&store).await,
+        &expected_totals(&committed_recs),
     );
-    let partial = marker_count(&store).await;
-    assert!(partial > 0 && partial < in_range.len());
+    // The state lists committed objects only (it may lag behind them).
+    let checkpointed = state_keys(&state);
+    assert!(
+        checkpointed.iter().all(|k| committed.contains(k.as_str())),
+        "{checkpointed:?} not within {committed:?}"
+    );
+    let found_counted: usize = in_range
+        .iter()
+        .filter(|o| committed.contains(o.key.as_str()) && !checkpointed.contains(&o.key))
+        .map(|o| o.recs.len())
+        .sum();
+
+    println!(
+        "killed at the {}th object's transaction: {} of {} objects committed ({} records), {} in the state file",
+        COMMITTED_BEFORE_KILL + 1,
+        committed.len(),
+        in_range.len(),
+        committed_recs.len(),
+        checkpointed.len()
+    );
 
     // WHEN it is run again with the same state file
     let (status, summary, stderr) = run_bounded(
@@ -366,22 +420,34 @@ async fn a_backfill_killed_half_way_resumes_from_its_state_file_and_ends_exact()
         ),
         Duration::from_secs(180),
     );
-    // THEN it skips the checkpointed objects and the totals are exact
+    // THEN it skips the checkpointed objects, finds the committed but not
+    // yet checkpointed ones counted, and counts exactly the rest
     assert!(status.success(), "{status}: {stderr}");
-    assert_eq!(summary["objects_already_done"], checkpointed, "{summary}");
+    assert_eq!(
+        summary["objects_already_done"],
+        checkpointed.len(),
+        "{summary}"
+    );
     assert_eq!(
         summary["objects_ingested"],
-        total_objects - checkpointed,
+        in_range.len() - checkpointed.len(),
         "{summary}"
     );
-    // Objects ingested but not yet checkpointed when killed are found counted.
+    let report = &summary["report"];
     assert_eq!(
-        summary["report"]["counted"].as_u64().unwrap() as usize,
-        in_range.len() - partial,
+        report["counted"],
+        in_range_recs.len() - committed_recs.len(),
         "{summary}"
     );
-    assert_totals_eq(&read_aggregates(&store).await, &expected_totals(&in_range));
-    assert_eq!(marker_count(&store).await, in_range.len());
-    assert_eq!(completed(&state), total_objects);
+    assert_eq!(report["duplicates"], found_counted, "{summary}");
+    assert_eq!(report["skipped"], 0, "{summary}");
+    assert_totals_eq(
+        &read_aggregates(&store).await,
+        &expected_totals(&in_range_recs),
+    );
+    let all: BTreeSet<String> = in_range_recs.iter().map(marker_pk).collect();
+    assert_eq!(marker_keys(&store).await, all);
+    let done: BTreeSet<String> = in_range.iter().map(|o| o.key.clone()).collect();
+    assert_eq!(state_keys(&state), done);
     let _ = std::fs::remove_file(&state);
 }

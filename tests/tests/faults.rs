@@ -397,12 +397,38 @@ async fn each_injected_fault_reaches_the_adapter_as_dynamodb_would_report_it() {
                 }
                 other => panic!("expected a cancellation, got {other:?}"),
             },
-            Fault::ResetBeforeForwarding | Fault::AppliedThenReset | Fault::AppliedThenStalled => {
-                assert!(matches!(err, Some(StoreError::Retryable { .. })), "{err:?}")
-            }
+            // The connection dropped: the SDK's dispatch failure.
+            Fault::ResetBeforeForwarding | Fault::AppliedThenReset => assert!(
+                matches!(err, Some(StoreError::Retryable { message, .. }) if message.contains("dispatch failure")),
+                "{err:?}"
+            ),
+            // No answer: the client's attempt timeout.
+            Fault::AppliedThenStalled => assert!(
+                matches!(err, Some(StoreError::Retryable { message, .. }) if message.contains("timeout")),
+                "{err:?}"
+            ),
             Fault::SlowAnswer => assert!(outcome.is_ok(), "{err:?}"),
         }
-        assert!(outcome.as_ref().map_or(true, |r| r.counted == 3));
+        // The commit's own outcome: the slow answer commits all three
+        // records in one transaction; every other fault fails the only
+        // attempt allowed, with the store error checked above as its source.
+        match (&outcome, kind) {
+            (Ok(report), Fault::SlowAnswer) => {
+                assert_eq!(report.counted, 3, "{report:?}");
+                assert_eq!(report.duplicates, 0, "{report:?}");
+                assert_eq!(report.transactions, 1, "{report:?}");
+                assert_eq!(report.retries, 0, "{report:?}");
+            }
+            (Ok(report), _) => panic!("{kind:?}: the commit succeeded: {report:?}"),
+            (Err(e @ IngestError::RetriesExhausted { attempts, .. }), _) => {
+                assert_ne!(kind, Fault::SlowAnswer, "{e}");
+                assert_eq!(*attempts, 1, "{kind:?}: {e}");
+                assert!(e.is_retryable(), "{kind:?}: {e}");
+            }
+            (Err(e @ IngestError::Store(_)), _) => {
+                panic!("{kind:?}: a permanent failure instead of a retryable one: {e}")
+            }
+        }
         let expect_applied = kind.applied_but_lost() || kind == Fault::SlowAnswer;
         assert_eq!(
             applied,

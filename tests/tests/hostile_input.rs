@@ -247,32 +247,65 @@ fn record_id_of(message: &str, event_id: &str) -> String {
         .map_or_else(|| format!("e:{event_id}"), |id| format!("r:{id}"))
 }
 
-/// Memory-heavy tests run one at a time so their peak RSS is their own.
+/// Memory- and time-heavy tests run one at a time so they do not compete
+/// for the machine's two cores and its memory.
 static HEAVY: Mutex<()> = Mutex::new(());
 
-fn status_kib(field: &str) -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("{field} missing from /proc/self/status"))
+/// What `meter-peak-rss` (tests/src/bin) reported for one payload metered in
+/// a process of its own: its own peak RSS, which other tests running in
+/// this process cannot disturb.
+#[derive(Debug)]
+struct Measured {
+    /// How far peak RSS rose above the RSS before metering (KiB).
+    growth_kib: u64,
+    /// `metered`, `error` or `panicked`.
+    outcome: String,
+    /// The error's variant name (`TooLarge`, ...) when `outcome` is `error`.
+    error_kind: String,
+    /// Records counted and skip reasons when `outcome` is `metered`.
+    records: u64,
+    skipped: Vec<String>,
+    report: serde_json::Value,
 }
 
-/// Runs `f` and returns how far peak RSS rose above the RSS before it (KiB).
-/// Resets the high-water mark through /proc/self/clear_refs when allowed;
-/// otherwise measures against the process's earlier peak (an overestimate).
-fn peak_rss_growth_kib<T>(f: impl FnOnce() -> T) -> (T, u64) {
-    let before = status_kib("VmRSS:");
-    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
-    let base = if reset {
-        before
-    } else {
-        status_kib("VmHWM:").min(before)
-    };
-    let out = f();
-    let peak = status_kib("VmHWM:");
-    (out, peak.saturating_sub(base))
+fn meter_in_child(case: &str, input: &[u8]) -> Measured {
+    let file = std::env::temp_dir().join(format!(
+        "hostile-{}-{}.bin",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    std::fs::write(&file, input).expect("write the payload for meter-peak-rss");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_meter-peak-rss"))
+        .arg(&file)
+        .output()
+        .expect("run meter-peak-rss");
+    let _ = std::fs::remove_file(&file);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{case}: meter-peak-rss failed ({}): {stdout}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_str(stdout.trim())
+        .unwrap_or_else(|e| panic!("{case}: not a JSON report ({e}): {stdout}"));
+    assert_eq!(report["input_bytes"], input.len(), "{case}: {report}");
+    let text = |k: &str| report[k].as_str().unwrap_or_default().to_string();
+    Measured {
+        growth_kib: report["growth_kib"].as_u64().expect("growth_kib"),
+        outcome: text("outcome"),
+        error_kind: text("error_kind"),
+        records: report["records"].as_u64().unwrap_or(0),
+        skipped: report["skipped"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .map(|v| v.as_str().unwrap_or_default().to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        report,
+    }
 }
 
 // ------------------------------------------------------ payload-level errors
@@ -424,23 +457,21 @@ fn a_gzip_bomb_of_gigabytes_fails_fast_with_bounded_memory() {
             ("raw gzip", gz.clone()),
         ] {
             let started = std::time::Instant::now();
-            let (result, growth_kib) = peak_rss_growth_kib(|| {
-                let m = Meter::with_defaults();
-                std::panic::catch_unwind(AssertUnwindSafe(|| m.meter_payload(&input)))
-            });
+            let measured = meter_in_child(name, &input);
             let secs = started.elapsed().as_secs_f64();
-            let err = result
-                .unwrap_or_else(|_| panic!("{name}: panicked"))
-                .expect_err(name);
+            let growth_kib = measured.growth_kib;
             println!(
-                "gzip bomb, {name}, {shape}: {} bytes in, {err}; peak RSS growth {:.1} MiB (cap {} MiB), {secs:.2}s",
+                "gzip bomb, {name}, {shape}: {} bytes in, {}; peak RSS growth {:.1} MiB (cap {} MiB), {secs:.2}s in its own process",
                 input.len(),
+                measured.report["error"],
                 growth_kib as f64 / 1024.0,
                 cap >> 20
             );
-            assert!(
-                matches!(err, DecodeError::TooLarge { .. }),
-                "{name}: {err:?}"
+            assert_eq!(measured.outcome, "error", "{name}: {:?}", measured.report);
+            assert_eq!(
+                measured.error_kind, "TooLarge",
+                "{name}: {:?}",
+                measured.report
             );
             // The cap bounds memory: the output buffer may double once past it.
             assert!(
@@ -1060,8 +1091,12 @@ fn one_megabyte_messages_are_metered_without_building_their_bodies_in_bounded_me
     messages.push(good("mb-last"));
     let event = cw_event(&messages);
     let payload_mib = subscription_payload(&messages).len() as f64 / mb as f64;
-    let (batch, growth_kib) = peak_rss_growth_kib(|| meter("1 MB messages", &event));
-    let batch = batch.expect("decodes");
+    let batch = meter("1 MB messages", &event).expect("decodes");
+    // The same payload again in a process of its own, for its peak memory.
+    let measured = meter_in_child("1 MB messages", &event);
+    let growth_kib = measured.growth_kib;
+    assert_eq!(measured.outcome, "metered", "{:?}", measured.report);
+    assert_eq!(measured.records, batch.records.len() as u64);
     println!(
         "1 MB messages: {} log events, {:.1} MiB decoded payload, {} bytes as a Lambda event; {} counted, {} skipped; peak RSS growth {:.1} MiB",
         messages.len(),
@@ -1082,6 +1117,7 @@ fn one_megabyte_messages_are_metered_without_building_their_bodies_in_bounded_me
         .map(|s| s.error.reason_label())
         .collect();
     assert_eq!(reasons, ["not_json", "id_too_long"]);
+    assert_eq!(measured.skipped, reasons, "the child metered the same");
     for s in &batch.skipped {
         assert!(s.error.to_string().len() < 200, "{}", s.error);
     }
@@ -1304,44 +1340,99 @@ async fn key_delimiters_in_ids_cannot_merge_or_split_aggregates() {
 // ------------------------------------------------------ fuzz regressions
 
 /// Inputs the fuzzers once crashed on (shared/meter-core/fuzz/regressions/),
-/// replayed through both targets' entry points.
+/// replayed through both targets' entry points with the targets' own checks.
 #[test]
 fn fuzz_regression_inputs_replay_without_panicking() {
     let dir =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/meter-core/fuzz/regressions");
     let mut files = Vec::new();
-    if let Ok(entries) = std::fs::read_dir(&dir) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if e.path().is_file() && !name.starts_with('.') && !name.ends_with(".md") {
-                files.push(e.path());
-            }
-            if e.path().is_dir() {
-                for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
-                    files.push(f.path());
-                }
+    for e in std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+    {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_file() && !name.starts_with('.') && !name.ends_with(".md") {
+            files.push(e.path());
+        }
+        if e.path().is_dir() {
+            for f in std::fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                files.push(f.path());
             }
         }
     }
     files.sort();
+    // The inputs known to be there: a missing or renamed file fails here
+    // rather than silently replaying nothing.
+    const KNOWN: &str = "record-timestamp-beyond-year-9999-in-utc";
+    assert!(
+        files
+            .iter()
+            .any(|f| f.file_name().is_some_and(|n| n == KNOWN)),
+        "fuzz regression input {KNOWN} is missing from {}: {files:?}",
+        dir.display()
+    );
     let m = Meter::with_defaults();
+    let mut replayed = Vec::new();
     for f in &files {
         let bytes = std::fs::read(f).expect("read regression input");
+        assert!(!bytes.is_empty(), "{}: empty input", f.display());
         let name = f.display().to_string();
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| {
-            let _ = m.meter_payload(&bytes);
+            // The envelope target.
             if let Ok(payload) = unwrap_payload(&bytes, DecodeLimits::default()) {
                 let _ = parse_payload(&payload);
             }
+            if let Ok(batch) = m.meter_payload(&bytes) {
+                assert_eq!(
+                    batch.records.len() + batch.skipped.len() + batch.duplicates_in_batch,
+                    batch.events,
+                    "every log event is counted, skipped or a duplicate"
+                );
+            }
+            // The record target.
             if let Ok(text) = std::str::from_utf8(&bytes) {
-                let _ = meter_core::record::parse_record(text, "user");
+                if let Ok(rec) = meter_core::record::parse_record(text, "user") {
+                    if let Some(id) = rec.request_id.as_deref() {
+                        assert!(!id.is_empty());
+                    }
+                }
+                let event = meter_core::LogEvent {
+                    id: std::borrow::Cow::Borrowed("1"),
+                    id_is_event_id: true,
+                    timestamp_ms: None,
+                    message: std::borrow::Cow::Borrowed(text),
+                };
+                if let Ok(r) = m.meter_event(&event) {
+                    assert_eq!(r.counters.invocations, 1);
+                    assert!(r.user.len() <= meter_core::MAX_ID_BYTES);
+                    assert!(r.model.len() <= meter_core::MAX_ID_BYTES);
+                }
             }
         }));
         assert!(outcome.is_ok(), "{name}: panicked");
+        replayed.push(f.clone());
     }
+    assert_eq!(replayed, files, "every input was replayed");
     println!(
         "replayed {} fuzz regression inputs from {}",
-        files.len(),
+        replayed.len(),
         dir.display()
     );
+}
+
+/// The first regression, as a record of Bedrock's S3 delivery: a timestamp
+/// in 9999 west of UTC is year 10000 in UTC, a clear skip (not a panic).
+#[test]
+fn the_year_10000_regression_input_is_a_counted_skip() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/meter-core/fuzz/regressions/record-timestamp-beyond-year-9999-in-utc");
+    let text = std::fs::read_to_string(&path).expect("the regression input");
+    let batch = meter("year 10000", text.as_bytes()).expect("newline-delimited input");
+    assert_eq!(batch.records.len(), 0);
+    let reasons: Vec<&str> = batch
+        .skipped
+        .iter()
+        .map(|s| s.error.reason_label())
+        .collect();
+    assert_eq!(reasons, ["bad_timestamp"]);
 }

@@ -1,7 +1,9 @@
 //! The Kinesis path (`functions/kinesis-ingest`): batches of gzip
 //! `DATA_MESSAGE`s, one of them corrupt, through the function's batch logic
 //! into DynamoDB Local, with a store that fails on demand to show the partial
-//! batch response.
+//! batch response. The corrupt record is reported (so that it reaches the
+//! failure queue after Lambda's retries), and the records after it, ingested
+//! in the same invocation, are counted once across every redelivery.
 //!
 //! The batch logic is compiled in from the function's source: this crate does
 //! not depend on `kinesis-ingest` (its `batch` module needs only crates this
@@ -112,7 +114,7 @@ fn item_failures(resp: &aws_lambda_events::event::streams::KinesisEventResponse)
 }
 
 #[tokio::test]
-async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_the_tail_then_counts_everything_once(
+async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_both_then_counts_everything_once(
 ) {
     let client = local_client().await;
     let store = fresh_store(&client, "kinesis-partial").await;
@@ -123,7 +125,8 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_the_ta
         .enumerate()
         .map(|(i, c)| data_message(c, 81_000 + 1000 * i as u64))
         .collect();
-    // Record 1 is corrupt (truncated gzip): its 80 records are never counted.
+    // Record 1 is corrupt (truncated gzip): its 80 records are never counted
+    // (it is reported, so that it reaches the failure queue after the retries).
     let corrupt = datas[1].len() / 2;
     datas[1].truncate(corrupt);
     let event = kinesis_event(&datas);
@@ -144,7 +147,8 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_the_ta
     let now = OffsetDateTime::now_utc();
     // WHEN the batch is handled
     let first = process_batch(&failing, &meter, &settings(), &event, now).await;
-    // THEN the corrupt record is skipped, not reported; 3 and 4 are reported
+    // THEN the corrupt record is reported, record 2 after it is still
+    // counted, and 3 (failed) and 4 (not attempted) are reported
     assert!(matches!(
         first.records[1].outcome,
         RecordOutcome::Undecodable { .. }
@@ -155,7 +159,15 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_the_ta
         .iter()
         .map(|r| r.kinesis.sequence_number.clone())
         .collect();
-    assert_eq!(item_failures(&first.response), seqs[3..].to_vec());
+    assert_eq!(
+        item_failures(&first.response),
+        vec![seqs[1].clone(), seqs[3].clone(), seqs[4].clone()]
+    );
+    assert_eq!(first.first_reported(), Some(seqs[1].as_str()));
+    assert!(matches!(
+        first.records[2].outcome,
+        RecordOutcome::Ingested(ref done) if done.report.counted == 80
+    ));
     assert!(matches!(
         first.records[3].outcome,
         RecordOutcome::Failed {
@@ -173,13 +185,25 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_the_ta
         "records 0 and 2 plus some of 3's groups: {after_first}"
     );
 
-    // WHEN Lambda redelivers from the checkpoint (record 3 on) after recovery
+    // WHEN Lambda redelivers from the lowest reported sequence number (the
+    // corrupt record 1 on) after the store recovered
     failing.armed.store(false, Ordering::SeqCst);
     let mut retry = KinesisEvent::default();
-    retry.records = event.records[3..].to_vec();
+    retry.records = event.records[1..].to_vec();
     let second = process_batch(&failing, &meter, &settings(), &retry, now).await;
-    assert!(item_failures(&second.response).is_empty());
-    assert_eq!(second.report.duplicates, after_first - 160);
+    // THEN only the corrupt record is reported again; record 2 and the part
+    // of 3 committed before the outage are found already counted
+    assert_eq!(item_failures(&second.response), vec![seqs[1].clone()]);
+    assert_eq!(second.report.duplicates, after_first - 80);
+    assert_eq!(second.report.counted, counted.len() - after_first);
+
+    // AND the further retries until MaximumRetryAttempts count nothing
+    for attempt in 0..3 {
+        let again = process_batch(&failing, &meter, &settings(), &retry, now).await;
+        assert_eq!(item_failures(&again.response), vec![seqs[1].clone()]);
+        assert_eq!(again.report.counted, 0, "retry {attempt}");
+        assert_eq!(again.report.duplicates, 240, "retry {attempt}");
+    }
 
     // AND the whole batch arrives once more (a duplicate delivery)
     let third = process_batch(&store, &meter, &settings(), &event, now).await;
@@ -209,7 +233,11 @@ async fn the_kinesis_fixture_lands_in_dynamodb_local_with_the_totals_events_expe
         OffsetDateTime::now_utc(),
     )
     .await;
-    assert!(item_failures(&outcome.response).is_empty());
+    // The fixture's corrupt record (index 2) is the only one reported.
+    assert_eq!(
+        item_failures(&outcome.response),
+        vec![event.records[2].kinesis.sequence_number.clone()]
+    );
     assert_eq!((outcome.undecodable, outcome.control_messages), (1, 1));
     let scenarios = [
         "several-users-models",

@@ -1,6 +1,9 @@
 //! The sample events in `events/`: each envelope decodes to its readable twin,
 //! and metering each one gives the totals that `events/generate.py` computed
-//! independently (`events/expected-totals.json`). No server needed.
+//! independently (`events/expected-totals.json`). No server needed, except
+//! for the end-to-end cost check, which replays events through the CLI into
+//! DynamoDB Local and compares the stored costs with the ones computed by
+//! hand (`costs` in `events/expected-totals.json`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -138,4 +141,73 @@ fn large_bodies_never_reach_metered_records() {
         !dump.contains("CANARY-PROMPT-7f3a"),
         "a body leaked into a metered record"
     );
+}
+
+/// `us.`, `global.`, `eu.`/`apac.` profiles, an application inference
+/// profile, cache tokens and an unknown model, replayed with the real CLI into
+/// DynamoDB Local: every stored per-(user, model, day) cost equals the one
+/// computed by hand from the published rates.
+#[tokio::test]
+async fn replayed_sample_events_store_the_costs_computed_by_hand() {
+    let client = integration_tests::local_client().await;
+    let expected = read_json(&events_dir().join("expected-totals.json"));
+    let costs = expected["costs"]["scenarios"]
+        .as_object()
+        .expect("a `costs` section in expected-totals.json");
+    for name in [
+        "cross-region-profiles",
+        "application-inference-profile",
+        "cache-tokens",
+        "several-users-models",
+    ] {
+        assert!(
+            costs.contains_key(name),
+            "no hand-computed costs for {name}"
+        );
+    }
+    for (name, rows) in costs {
+        let store = integration_tests::fresh_store(&client, &format!("costs-{name}")).await;
+        let envelope = events_dir().join(format!("{name}.json"));
+        let out = std::process::Command::new(integration_tests::workspace_binary(
+            "bedrock-meter",
+            "bedrock-meter-cli",
+        ))
+        .arg("replay")
+        .arg(&envelope)
+        .env("USAGE_TABLE", store.table())
+        .env_remove("PRICE_TABLE_PATH")
+        .output()
+        .expect("run bedrock-meter");
+        assert!(
+            out.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stored: BTreeMap<(String, String, String), (u128, String)> =
+            integration_tests::read_aggregates(&store)
+                .await
+                .into_iter()
+                .filter(|(k, _)| k.0 == "user_model_day")
+                .map(|(k, t)| ((k.1, k.2, k.3), (t.unpriced_invocations, t.cost_usd)))
+                .collect();
+        let want: BTreeMap<(String, String, String), (u128, String)> = rows
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let s = |k: &str| r[k].as_str().unwrap().to_string();
+                (
+                    (s("user"), s("model"), s("day")),
+                    (
+                        u128::from(r["unpriced_invocations"].as_u64().unwrap()),
+                        integration_tests::normalise_decimal(&s("cost_usd")),
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(
+            stored, want,
+            "{name}: stored (unpriced, cost) per (user, model, day)"
+        );
+    }
 }

@@ -44,8 +44,8 @@ async fn main() -> Result<(), Error> {
     let settings = settings_from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let state = State {
-        store: DynamoDbAlertStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table),
-        notifier: SnsNotifier::new(aws_sdk_sns::Client::new(&sdk), topic_arn),
+        store: DynamoDbAlertStore::new(aws_call_log::client(&sdk, "budget-alerts"), &config.table),
+        notifier: SnsNotifier::new(aws_call_log::client(&sdk, "budget-alerts"), topic_arn),
         settings,
     };
     let function_name =

@@ -401,7 +401,7 @@ async fn s3_client(bucket_region: Option<&str>) -> aws_sdk_s3::Client {
     if let Some(region) = bucket_region {
         builder = builder.region(aws_sdk_s3::config::Region::new(region.to_string()));
     }
-    aws_sdk_s3::Client::from_conf(builder.build())
+    aws_sdk_s3::Client::from_conf(aws_call_log::install(builder, crate::component()).build())
 }
 
 /// The names of the "folders" directly under `prefix`.

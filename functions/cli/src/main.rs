@@ -3,16 +3,18 @@
 
 mod backfill;
 mod budget;
+mod dashboard;
+mod prices;
+mod redrive;
 mod replay;
 mod report;
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
-use meter_core::PriceTable;
-use meter_store::{create_table, Config, DynamoDbUsageStore};
+use clap::{Parser, Subcommand, ValueEnum};
+use meter_store::dynamo::{init_table, Severity, TableOptions};
+use meter_store::store::{Access, ConnInfo, OperatorError};
+use meter_store::{Config, DynamoDbUsageStore, IngestError, PayloadError, StoreError};
 
 /// Exact per-user, per-model, per-day Amazon Bedrock spend from invocation logs.
 ///
@@ -40,18 +42,61 @@ enum Command {
     /// Show totals from the table.
     Report(report::ReportArgs),
     /// Print the effective price table, or validate one with --check.
-    Prices(PricesArgs),
+    Prices(prices::PricesArgs),
     /// Ingest Bedrock's own S3 delivery (history before bedrock-meter), exactly once.
     Backfill(backfill::BackfillArgs),
     /// Manage budgets: per-user daily/monthly limits, defaults, the organisation's limit.
     Budget(budget::BudgetArgs),
+    /// Serve the dashboard (overview, users, models, days, budgets) on 127.0.0.1:8080.
+    Dashboard(dashboard::DashboardArgs),
+    /// Drain a Lambda failure queue (SQS) through the exactly-once ingest path,
+    /// deleting each message once counted; Kinesis records are read back from the stream.
+    Redrive(redrive::RedriveArgs),
 }
 
-#[derive(Args)]
-struct PricesArgs {
-    /// Validate this price table file instead of printing the effective one.
-    #[arg(long, value_name = "FILE")]
-    check: Option<PathBuf>,
+impl Command {
+    /// The bedrock-meter settings (environment variables) the command reads.
+    fn settings(&self) -> &'static [&'static str] {
+        match self {
+            Command::Init | Command::Report(_) | Command::Budget(_) | Command::Dashboard(_) => {
+                &["USAGE_TABLE"]
+            }
+            Command::Prices(_) => &["PRICE_TABLE_PATH"],
+            _ => meter_store::config::ALL_SETTINGS,
+        }
+    }
+
+    /// What the command does with the table, for error messages.
+    fn access(&self) -> Access {
+        match self {
+            Command::Init => Access::Init,
+            Command::Report(_) | Command::Dashboard(_) => Access::Read,
+            Command::Replay(_) | Command::Backfill(_) => Access::Write,
+            _ => Access::Use,
+        }
+    }
+
+    /// The caller named in the AWS call log (aws-call-log): `cli <subcommand>`.
+    fn component(&self) -> &'static str {
+        match self {
+            Command::Init => "cli init",
+            Command::Replay(_) => "cli replay",
+            Command::Report(_) => "cli report",
+            Command::Prices(_) => "cli prices",
+            Command::Backfill(_) => "cli backfill",
+            Command::Budget(_) => "cli budget",
+            Command::Dashboard(_) => "cli dashboard",
+            Command::Redrive(_) => "cli redrive",
+        }
+    }
+}
+
+static COMPONENT: std::sync::OnceLock<&'static str> = std::sync::OnceLock::new();
+
+/// This run's component in the AWS call log, for clients built with
+/// `aws_call_log::install(builder, crate::component())`.
+pub fn component() -> &'static str {
+    COMPONENT.get().copied().unwrap_or("cli")
 }
 
 #[derive(Clone, Copy, ValueEnum, Default, PartialEq, Eq)]
@@ -74,41 +119,68 @@ async fn main() -> ExitCode {
     match run(Cli::parse()).await {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("bedrock-meter: error: {e:#}");
+            eprintln!("bedrock-meter: error: {}", explain(&e));
             ExitCode::FAILURE
         }
     }
 }
 
+/// The table, Region and endpoint of this run's store, and what the command
+/// does with it, for [`explain`].
+static CONN: std::sync::OnceLock<(ConnInfo, Access)> = std::sync::OnceLock::new();
+
+/// An error chain in the operator's terms: a store failure anywhere in it
+/// (not yet worded by the command) is described with the table, Region and
+/// endpoint it concerned and what to check, never with the Lambda's retry
+/// wording.
+pub fn explain(e: &anyhow::Error) -> String {
+    let Some((conn, access)) = CONN.get() else {
+        return format!("{e:#}");
+    };
+    let mut outer = Vec::new();
+    for cause in e.chain() {
+        let worded = if let Some(PayloadError::Ingest(ie)) = cause.downcast_ref::<PayloadError>() {
+            Some(meter_store::store::describe_ingest_for_operator(ie, conn))
+        } else if let Some(ie) = cause.downcast_ref::<IngestError>() {
+            Some(meter_store::store::describe_ingest_for_operator(ie, conn))
+        } else {
+            cause
+                .downcast_ref::<StoreError>()
+                .map(|se| meter_store::store::describe_for_operator(se, conn, *access))
+        };
+        match worded {
+            Some(w) => {
+                outer.push(w);
+                return outer.join(": ");
+            }
+            None if cause.is::<OperatorError>() => return format!("{e:#}"),
+            None => outer.push(cause.to_string()),
+        }
+    }
+    format!("{e:#}")
+}
+
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let mut config = Config::from_env()?;
+    COMPONENT.get_or_init(|| cli.command.component());
+    ACCESS.get_or_init(|| cli.command.access());
+    // Only the settings this command uses: a bad MARKER_TTL_DAYS must not
+    // break `report`.
+    let mut config = Config::from_env_using(cli.command.settings())?;
     if let Some(t) = cli.table {
-        config.table = t;
+        config.table = meter_store::config::check_table_name(t, "--table")?;
     }
     match cli.command {
-        Command::Init => {
-            let store = store(&config).await?;
-            let created = create_table(store.client(), &config.table)
-                .await
-                .with_context(|| format!("creating table `{}`", config.table))?;
-            if created {
-                println!("created table `{}` (on-demand, gsi1, TTL on expires_at, stream NEW_AND_OLD_IMAGES)", config.table);
-            } else {
-                println!(
-                    "table `{}` already exists; TTL on expires_at checked",
-                    config.table
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Init => init(&config).await,
         Command::Replay(args) => replay::run(&config, args).await,
         Command::Report(args) => {
             let store = store(&config).await?;
             report::run(&store, args).await
         }
-        Command::Prices(args) => prices(&config, args),
+        Command::Prices(args) => prices::run(&config, args).await,
         Command::Backfill(args) => backfill::run(&config, args).await,
         Command::Budget(args) => budget::run(&config, args).await,
+        Command::Dashboard(args) => dashboard::run(&config, args).await,
+        Command::Redrive(args) => redrive::run(&config, args).await,
     }
 }
 
@@ -130,66 +202,56 @@ pub async fn store(config: &Config) -> anyhow::Result<DynamoDbUsageStore> {
     if sdk.region().is_none() {
         anyhow::bail!("no AWS Region configured: set AWS_REGION (or a profile with a region)");
     }
-    Ok(DynamoDbUsageStore::new(
-        aws_sdk_dynamodb::Client::new(&sdk),
-        &config.table,
-    ))
+    let store = DynamoDbUsageStore::new(aws_call_log::client(&sdk, component()), &config.table);
+    let mut conn = store.conn_info();
+    conn.endpoint = conn.endpoint.or(sdk.endpoint_url().map(str::to_string));
+    CONN.get_or_init(|| (conn, ACCESS.get().copied().unwrap_or(Access::Use)));
+    Ok(store)
 }
 
-fn prices(config: &Config, args: PricesArgs) -> anyhow::Result<ExitCode> {
-    let (table, origin) = match (&args.check, &config.price_table_path) {
-        (Some(path), _) => (
-            PriceTable::load(path)
-                .with_context(|| format!("{} is not a valid price table", path.display()))?,
-            path.display().to_string(),
-        ),
-        (None, Some(path)) => (
-            PriceTable::load(path)?,
-            format!("{} (PRICE_TABLE_PATH)", path.display()),
-        ),
-        (None, None) => (PriceTable::builtin(), "built-in".to_string()),
-    };
-    let meta = table.meta();
-    println!("price table: {origin}");
-    println!(
-        "version {}, checked {}, {}; rates per 1M tokens",
-        meta.version, meta.checked, meta.currency
-    );
-    for s in &meta.sources {
-        println!("  source: {s}");
-    }
-    for n in &meta.notes {
-        println!("  note:   {n}");
-    }
-    if args.check.is_some() {
+/// What this run's command does with the table (set once in `run`).
+static ACCESS: std::sync::OnceLock<Access> = std::sync::OnceLock::new();
+
+/// `init`: create the table, or compare the existing one with the data
+/// contract. Differences in keys or `gsi1` fail (exit 1): the meter cannot
+/// use the table. A missing stream, TTL elsewhere or provisioned billing are
+/// warnings (exit 0): metering and reports work.
+async fn init(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = store(config).await?;
+    let conn = store.conn_info();
+    let table = &config.table;
+    let outcome = init_table(store.client(), table, TableOptions::default())
+        .await
+        .map_err(|e| OperatorError::new(&e, &conn, Access::Init))?;
+    if outcome.created {
         println!(
-            "OK: {} rate entries, {} aliases",
-            table.entries().len(),
-            table.aliases().len()
+            "created table `{table}` (keys pk/sk, index gsi1, on-demand, TTL on expires_at, \
+             stream NEW_AND_OLD_IMAGES)"
         );
-        return Ok(ExitCode::SUCCESS);
-    }
-    let opt =
-        |r: Option<meter_core::money::RatePerMillion>| r.map_or("-".to_string(), |r| r.to_string());
-    println!(
-        "{:<48} {:<8} {:<16} {:<10} {:>9} {:>9} {:>11} {:>11}",
-        "model", "route", "region", "from", "input", "output", "cache_read", "cache_write"
-    );
-    for e in table.entries() {
+    } else if outcome.findings.is_empty() {
         println!(
-            "{:<48} {:<8} {:<16} {:<10} {:>9} {:>9} {:>11} {:>11}",
-            e.model,
-            e.route.to_string(),
-            e.region.as_deref().unwrap_or("*"),
-            meter_core::Day::of(e.from.midnight().assume_utc()).to_string(),
-            opt(e.rates.input),
-            opt(e.rates.output),
-            opt(e.rates.cache_read),
-            opt(e.rates.cache_write),
+            "table `{table}` already exists and matches the data contract (keys, gsi1, stream, \
+             TTL on expires_at, on-demand)"
         );
+    } else {
+        println!("table `{table}` already exists");
     }
-    for (alias, target) in table.aliases() {
-        println!("alias {alias} -> {target}");
+    if outcome.ttl_enabled && !outcome.created {
+        println!("enabled TTL on expires_at");
+    }
+    for f in &outcome.findings {
+        let level = match f.severity {
+            Severity::Breaking => "error",
+            Severity::Warning => "warning",
+        };
+        eprintln!("bedrock-meter: {level}: table `{table}`: {f}");
+    }
+    if outcome.is_breaking() {
+        eprintln!(
+            "bedrock-meter: error: table `{table}` does not match the data contract \
+             (docs/data-model.md); nothing was changed"
+        );
+        return Ok(ExitCode::FAILURE);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -29,17 +29,35 @@ pub struct ReplayArgs {
     /// Files ingested at once (each file's transactions stay in order).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=64))]
     concurrency: u16,
-    /// Print the summary as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Output format of the --dry-run totals.
+    /// Output format: of the summary (table = text, or json), and of the
+    /// --dry-run totals (table, json lines or csv).
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// Deprecated: the same as --format json.
+    #[arg(long, hide = true, conflicts_with = "format")]
+    json: bool,
 }
 
-/// Expands paths into an ordered list of inputs.
-fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
+impl ReplayArgs {
+    /// The output format, with the deprecated --json folded in.
+    fn output_format(&self) -> Format {
+        if self.json {
+            eprintln!("bedrock-meter: --json is deprecated: use --format json");
+            Format::Json
+        } else {
+            self.format
+        }
+    }
+}
+
+/// Files a folder replay passed over, by reason.
+type Skipped = std::collections::BTreeMap<&'static str, Vec<PathBuf>>;
+
+/// Expands paths into an ordered list of inputs, and the files of folders
+/// that were passed over, by reason.
+fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<(Vec<PathBuf>, Skipped)> {
     let mut out = Vec::new();
+    let mut skipped = Skipped::new();
     for p in paths {
         if p.as_os_str() == "-" {
             out.push(p.clone());
@@ -48,42 +66,74 @@ fn collect_inputs(paths: &[PathBuf]) -> anyhow::Result<Vec<PathBuf>> {
         let meta = std::fs::metadata(p).with_context(|| format!("cannot read {}", p.display()))?;
         if meta.is_dir() {
             let mut found = Vec::new();
-            walk(p, &mut found).with_context(|| format!("cannot list {}", p.display()))?;
+            walk(p, &mut found, &mut skipped)
+                .with_context(|| format!("cannot list {}", p.display()))?;
             found.sort();
             out.extend(found);
         } else {
             out.push(p.clone());
         }
     }
-    Ok(out)
+    Ok((out, skipped))
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+fn walk(dir: &Path, out: &mut Vec<PathBuf>, skipped: &mut Skipped) -> std::io::Result<()> {
     for entry in std::fs::read_dir(dir)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with('.') {
+            skipped.entry("hidden").or_default().push(path);
             continue;
         }
         if path.is_dir() {
-            walk(&path, out)?;
-        } else if is_input_file(name) {
-            out.push(path);
+            walk(&path, out, skipped)?;
+        } else {
+            match skip_reason(name) {
+                None => out.push(path),
+                Some(reason) => skipped.entry(reason).or_default().push(path),
+            }
         }
     }
     Ok(())
 }
 
-/// Files in folders that replay reads: data, not docs or scripts. Named files
-/// are always read.
-fn is_input_file(name: &str) -> bool {
+/// Why a file in a folder is not read (`None`: it is): replay reads data,
+/// not docs, scripts or this repository's fixtures. Named files are always
+/// read.
+fn skip_reason(name: &str) -> Option<&'static str> {
     let data = [".json", ".jsonl", ".ndjson", ".gz", ".log", ".txt"];
-    // Kinesis Lambda events (`kinesis-event.json`) are the kinesis-ingest
-    // function's input, not a delivery that replay reads.
-    data.iter().any(|ext| name.ends_with(ext))
-        && !name.ends_with(".decoded.json")
-        && name != "expected-totals.json"
-        && name != "kinesis-event.json"
+    if !data.iter().any(|ext| name.ends_with(ext)) {
+        Some("not a data file (folders are read for .json, .jsonl, .ndjson, .gz, .log, .txt)")
+    } else if name.ends_with(".decoded.json") {
+        Some("a readable twin of an event (*.decoded.json)")
+    } else if name == "expected-totals.json" {
+        Some("the sample events' expected totals (expected-totals.json)")
+    } else if name == "kinesis-event.json" {
+        // The kinesis-ingest function's input, not a delivery replay reads.
+        Some("a Kinesis Lambda event (kinesis-event.json)")
+    } else {
+        None
+    }
+}
+
+/// Says on stderr which files of the folders were passed over and why.
+fn report_skipped(skipped: &Skipped) {
+    for (reason, paths) in skipped {
+        let shown: Vec<String> = paths
+            .iter()
+            .take(5)
+            .map(|p| p.display().to_string())
+            .collect();
+        let more = match paths.len().saturating_sub(shown.len()) {
+            0 => String::new(),
+            n => format!(" and {n} more"),
+        };
+        eprintln!(
+            "bedrock-meter: skipped {} file(s), {reason}: {}{more}; name a file to read it anyway",
+            paths.len(),
+            shown.join(", ")
+        );
+    }
 }
 
 fn read_input(path: &Path) -> anyhow::Result<Vec<u8>> {
@@ -108,12 +158,19 @@ struct Progress {
 
 pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<ExitCode> {
     let meter = Arc::new(config.meter()?);
-    let inputs = collect_inputs(&args.paths)?;
+    let format = args.output_format();
+    let (inputs, skipped) = collect_inputs(&args.paths)?;
+    report_skipped(&skipped);
     if inputs.is_empty() {
         anyhow::bail!("no input files found under {:?}", args.paths);
     }
     if args.dry_run {
-        return dry_run(&meter, &inputs, &args);
+        return dry_run(&meter, &inputs, &args, format);
+    }
+    if format == Format::Csv {
+        anyhow::bail!(
+            "--format csv is for the --dry-run totals; the replay summary is table (text) or json"
+        );
     }
     let store = Arc::new(crate::store(config).await?);
     let settings = Arc::new(config.commit_settings());
@@ -143,7 +200,7 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<ExitCode> 
             match outcome {
                 Ok(report) => p.report.merge(&report),
                 Err(e) => {
-                    eprintln!("bedrock-meter: {}: {e:#}", path.display());
+                    eprintln!("bedrock-meter: {}: {}", path.display(), crate::explain(&e));
                     p.failures.push(path.display().to_string());
                 }
             }
@@ -166,7 +223,13 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<ExitCode> 
     }
     let p = progress.lock().unwrap_or_else(|e| e.into_inner());
     let secs = p.started.elapsed().as_secs_f64();
-    print_summary(&p.report, p.files_total, &p.failures, secs, args.json);
+    print_summary(
+        &p.report,
+        p.files_total,
+        &p.failures,
+        secs,
+        format == Format::Json,
+    );
     if !p.failures.is_empty() {
         eprintln!(
             "bedrock-meter: {} of {} files were not ingested (see above); fix and replay them: records already counted are skipped",
@@ -239,7 +302,12 @@ fn print_summary(r: &IngestReport, files: usize, failures: &[String], secs: f64,
 }
 
 /// Meters every input without a store and prints the totals it would add.
-fn dry_run(meter: &Meter, inputs: &[PathBuf], args: &ReplayArgs) -> anyhow::Result<ExitCode> {
+fn dry_run(
+    meter: &Meter,
+    inputs: &[PathBuf],
+    args: &ReplayArgs,
+    format: Format,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let mut records: Vec<MeteredRecord> = Vec::new();
     let mut report = IngestReport::default();
@@ -291,7 +359,7 @@ fn dry_run(meter: &Meter, inputs: &[PathBuf], args: &ReplayArgs) -> anyhow::Resu
         .filter(|(k, _)| matches!(k, AggregateKey::UserModelDay { .. }))
         .map(|(k, d)| (k, d.counters))
         .collect();
-    crate::report::print_aggregates(&rows, args.format);
+    crate::report::print_aggregates(&rows, format);
     eprintln!(
         "dry run: {} files in {secs:.3}s, {} records, {} would be counted, {} duplicates within the input, {} skipped, {} unpriced; nothing written",
         inputs.len(),

@@ -1,55 +1,132 @@
 //! `bedrock-meter report`: the data contract's queries, printed.
+//!
+//! Every selection prints rows of one kind per section, so a column sum
+//! never counts a record twice: `--user` has three kinds (per model and day,
+//! per day, the month), printed as labelled sections in the table format and
+//! chosen with `--by` for csv/json. The overviews (no `--user`/`--model`)
+//! print the users, then the organisation's total as one extra row of its
+//! own kind (`organisation_day` / `organisation_month`): sum the user rows
+//! or read the total, not both. JSON field names and CSV columns are the
+//! same for every selection.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::Args;
+use clap::{Args, ValueEnum};
 use meter_core::{AggregateKey, Counters, Day, Month, Usd};
-use meter_store::{DynamoDbUsageStore, UsageRow};
+use meter_store::store::{Access, OperatorError};
+use meter_store::{DynamoDbUsageStore, StoreError, UsageRow};
 use time::OffsetDateTime;
 
 use crate::Format;
 
 #[derive(Args)]
 pub struct ReportArgs {
-    /// One user: their usage per model and per day (default: this month).
+    /// One user: their usage per model and day, per day, and the month
+    /// (default: this month).
     #[arg(long)]
     user: Option<String>,
-    /// One model: its usage per day.
+    /// One model: its usage per day. With --user: that user's usage of that
+    /// model per day.
     #[arg(long)]
     model: Option<String>,
     /// One day (YYYY-MM-DD, UTC). Without --user/--model: every user that day
     /// and the organisation's total.
     #[arg(long, conflicts_with_all = ["from", "to", "month"])]
     day: Option<String>,
-    /// Start of a date range (YYYY-MM-DD, inclusive).
+    /// Start of a date range (YYYY-MM-DD, inclusive; needs --user or --model).
     #[arg(long, requires = "to")]
     from: Option<String>,
     /// End of a date range (YYYY-MM-DD, inclusive).
     #[arg(long, requires = "from")]
     to: Option<String>,
-    /// A month (YYYY-MM). With --user: that user's month total; alone: every user's.
+    /// A month (YYYY-MM). With --user: that user's month; with --model: the
+    /// model's days that month; alone: every user's month total.
     #[arg(long, conflicts_with_all = ["from", "to"])]
     month: Option<String>,
-    /// Only the N biggest spenders.
-    #[arg(long, value_name = "N")]
-    top: Option<usize>,
+    /// Only the N biggest spending users of the day or month overview; the
+    /// organisation's total stays, as an extra labelled row.
+    #[arg(long, value_name = "N", conflicts_with_all = ["user", "model"],
+          value_parser = clap::value_parser!(u32).range(1..))]
+    top: Option<u32>,
+    /// With --user: the one kind of rows to print, so a column sums right
+    /// (csv/json default: model-day; the table format prints every kind in
+    /// its own section unless --by is given).
+    #[arg(long, value_enum, requires = "user")]
+    by: Option<By>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+}
+
+/// The kinds of a user's rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    /// Per model and day (`user_model_day`).
+    ModelDay,
+    /// Per day, all models (`user_day`).
+    Day,
+    /// The month, all models (`user_month`).
+    Month,
+}
+
+impl By {
+    fn kind(self) -> &'static str {
+        match self {
+            By::ModelDay => "user_model_day",
+            By::Day => "user_day",
+            By::Month => "user_month",
+        }
+    }
+}
+
+/// Rows of one kind, with a label for the table format.
+struct Section {
+    label: String,
+    rows: Vec<UsageRow>,
 }
 
 fn parse_day(s: &str, flag: &str) -> anyhow::Result<Day> {
     Day::parse(s).with_context(|| format!("--{flag} `{s}` is not a date like 2026-11-26"))
 }
 
+/// The first and last day of a month.
+fn month_range(m: Month) -> anyhow::Result<(Day, Day)> {
+    let first = Day::parse(&format!("{m}-01")).context("bad month")?;
+    let next = if m.month == 12 {
+        Month {
+            year: m.year + 1,
+            month: 1,
+        }
+    } else {
+        Month {
+            year: m.year,
+            month: m.month + 1,
+        }
+    };
+    let last = Day::of(
+        Day::parse(&format!("{next}-01"))
+            .context("bad month")?
+            .date()
+            .midnight()
+            .assume_utc()
+            - time::Duration::days(1),
+    );
+    Ok((first, last))
+}
+
+/// A store read failure in the operator's terms.
+fn read_err(store: &DynamoDbUsageStore) -> impl Fn(StoreError) -> OperatorError + '_ {
+    move |e| OperatorError::new(&e, &store.conn_info(), Access::Read)
+}
+
 pub async fn run(store: &DynamoDbUsageStore, args: ReportArgs) -> anyhow::Result<ExitCode> {
     let today = Day::of(OffsetDateTime::now_utc());
-    let range = match (&args.day, &args.from, &args.to, &args.month) {
+    let range = match (&args.day, &args.from, &args.to) {
         (Some(d), ..) => {
             let d = parse_day(d, "day")?;
             Some((d, d))
         }
-        (None, Some(f), Some(t), _) => {
+        (None, Some(f), Some(t)) => {
             let (f, t) = (parse_day(f, "from")?, parse_day(t, "to")?);
             anyhow::ensure!(f <= t, "--from {f} is after --to {t}");
             Some((f, t))
@@ -63,66 +140,43 @@ pub async fn run(store: &DynamoDbUsageStore, args: ReportArgs) -> anyhow::Result
             Month::parse(m).with_context(|| format!("--month `{m}` is not a month like 2026-11"))
         })
         .transpose()?;
-    let month_range = |m: Month| -> anyhow::Result<(Day, Day)> {
-        let first = Day::parse(&format!("{m}-01")).context("bad month")?;
-        let next = if m.month == 12 {
-            Month {
-                year: m.year + 1,
-                month: 1,
-            }
-        } else {
-            Month {
-                year: m.year,
-                month: m.month + 1,
-            }
-        };
-        let last = Day::of(
-            Day::parse(&format!("{next}-01"))
-                .context("bad month")?
-                .date()
-                .midnight()
-                .assume_utc()
-                - time::Duration::days(1),
-        );
-        Ok((first, last))
-    };
-    let mut rows: Vec<UsageRow> = match (&args.user, &args.model) {
-        (Some(user), _) => match (month, range) {
-            (Some(m), _) => store.user_month(user, m).await?,
-            (None, Some((f, t))) => store.user_days(user, f, t).await?,
-            (None, None) => {
-                let (f, _) = month_range(today.month())?;
-                let mut rows = store.user_days(user, f, today).await?;
-                rows.extend(store.user_month(user, today.month()).await?);
-                rows
-            }
-        },
+    let sections = match (&args.user, &args.model) {
+        (Some(user), model) => {
+            user_sections(store, &args, user, model.as_deref(), range, month, today).await?
+        }
         (None, Some(model)) => {
             let (f, t) = match (month, range) {
                 (Some(m), _) => month_range(m)?,
                 (None, Some(r)) => r,
                 (None, None) => (month_range(today.month())?.0, today),
             };
-            store.model_days(model, f, t).await?
+            let rows = store
+                .model_days(model, f, t)
+                .await
+                .map_err(read_err(store))?;
+            vec![Section {
+                label: format!("model {model}: per day, {f} to {t}"),
+                rows,
+            }]
         }
-        (None, None) => match (month, range) {
-            (Some(m), _) => sort_by_cost(store.users_in_month(m).await?),
-            (None, Some((f, t))) => {
-                anyhow::ensure!(
-                    f == t,
-                    "a date range needs --user or --model; use --day for every user on one day"
-                );
-                day_overview(store, f).await?
+        (None, None) => {
+            let top = args.top.map(|n| n as usize);
+            match (month, range) {
+                (Some(m), _) => month_overview(store, m, top).await?,
+                (None, Some((f, t))) => {
+                    anyhow::ensure!(
+                        f == t,
+                        "a date range needs --user or --model; use --day for every user on one \
+                         day, or --month for every user's month"
+                    );
+                    day_overview(store, f, top).await?
+                }
+                (None, None) => day_overview(store, today, top).await?,
             }
-            (None, None) => day_overview(store, today).await?,
-        },
+        }
     };
-    if let Some(n) = args.top {
-        rows = sort_by_cost(rows);
-        rows.truncate(n);
-    }
-    print_rows(&rows, args.format);
-    if rows.is_empty() {
+    print_sections(&sections, args.format);
+    if sections.iter().all(|s| s.rows.is_empty()) {
         eprintln!(
             "no usage found for that selection (table `{}`)",
             store.table()
@@ -131,24 +185,160 @@ pub async fn run(store: &DynamoDbUsageStore, args: ReportArgs) -> anyhow::Result
     Ok(ExitCode::SUCCESS)
 }
 
-/// Every user's total for a day, biggest first, then the organisation's
-/// total summed from the per-model items.
-async fn day_overview(store: &DynamoDbUsageStore, day: Day) -> anyhow::Result<Vec<UsageRow>> {
-    let mut rows = sort_by_cost(store.users_on_day(day).await?);
-    let models = store.models_on_day(day).await?;
-    if !models.is_empty() {
-        let mut total = UsageRow {
-            kind: "organisation_day".into(),
-            day: Some(day.to_string()),
-            ..empty_row()
-        };
-        for m in &models {
-            add_row(&mut total, m);
+/// A user's rows: per model and day, per day and the month, each kind in its
+/// own section; `--by` (and csv/json, default model-day) keeps one.
+async fn user_sections(
+    store: &DynamoDbUsageStore,
+    args: &ReportArgs,
+    user: &str,
+    model: Option<&str>,
+    range: Option<(Day, Day)>,
+    month: Option<Month>,
+    today: Day,
+) -> anyhow::Result<Vec<Section>> {
+    // The month whose total is shown: --month, or this month without dates.
+    let (f, t, month) = match (month, range) {
+        (Some(m), _) => {
+            let (f, t) = month_range(m)?;
+            (f, t, Some(m))
         }
-        total.cost_usd = total.cost.to_string();
-        rows.push(total);
+        (None, Some((f, t))) => (f, t, None),
+        (None, None) => (month_range(today.month())?.0, today, Some(today.month())),
+    };
+    let by = match (args.by, args.format) {
+        (Some(by), _) => Some(by),
+        (None, Format::Table) => None,
+        (None, _) => Some(By::ModelDay),
+    };
+    if model.is_some() && matches!(by, Some(By::Day | By::Month)) {
+        anyhow::bail!(
+            "--model with --user shows that model's rows per day (--by model-day); per-day and \
+             month totals are over every model: drop --model for them"
+        );
     }
-    Ok(rows)
+    if month.is_none() && by == Some(By::Month) {
+        anyhow::bail!(
+            "--by month needs --month (or no dates for this month): a month total does not fit \
+             --day or --from/--to"
+        );
+    }
+    let wants = |b: By| by.map_or(true, |x| x == b);
+    let mut sections = Vec::new();
+    if wants(By::ModelDay) || wants(By::Day) {
+        let rows = store.user_days(user, f, t).await.map_err(read_err(store))?;
+        let (per_model, per_day): (Vec<UsageRow>, Vec<UsageRow>) = rows
+            .into_iter()
+            .filter(|r| r.kind == By::ModelDay.kind() || r.kind == By::Day.kind())
+            .partition(|r| r.kind == By::ModelDay.kind());
+        if wants(By::ModelDay) {
+            let rows = per_model
+                .into_iter()
+                .filter(|r| model.map_or(true, |m| r.model.as_deref() == Some(m)))
+                .collect();
+            let of = model.map(|m| format!(" of {m}")).unwrap_or_default();
+            sections.push(Section {
+                label: format!("{user}: per model and day{of}, {f} to {t}"),
+                rows,
+            });
+        }
+        if wants(By::Day) && model.is_none() {
+            sections.push(Section {
+                label: format!("{user}: per day (all models), {f} to {t}"),
+                rows: per_day,
+            });
+        }
+    }
+    if let Some(m) = month.filter(|_| wants(By::Month) && model.is_none()) {
+        sections.push(Section {
+            label: format!("{user}: month {m} (all models)"),
+            rows: store.user_month(user, m).await.map_err(read_err(store))?,
+        });
+    }
+    Ok(sections)
+}
+
+/// Every user's total for a day, biggest first (the first `top`), then the
+/// organisation's total summed from the per-model items.
+async fn day_overview(
+    store: &DynamoDbUsageStore,
+    day: Day,
+    top: Option<usize>,
+) -> anyhow::Result<Vec<Section>> {
+    let mut users = sort_by_cost(store.users_on_day(day).await.map_err(read_err(store))?);
+    let models = store.models_on_day(day).await.map_err(read_err(store))?;
+    let total = (!models.is_empty())
+        .then(|| total_row("organisation_day", &models, Some(day.to_string()), None));
+    let count = users.len();
+    if let Some(n) = top {
+        users.truncate(n);
+    }
+    Ok(overview_sections(format!("day {day}"), users, count, total))
+}
+
+/// Every user's total for a month, biggest first (the first `top`), then the
+/// organisation's total: the sum of every user's month (each record is in
+/// exactly one).
+async fn month_overview(
+    store: &DynamoDbUsageStore,
+    month: Month,
+    top: Option<usize>,
+) -> anyhow::Result<Vec<Section>> {
+    let mut users = sort_by_cost(store.users_in_month(month).await.map_err(read_err(store))?);
+    let total = (!users.is_empty())
+        .then(|| total_row("organisation_month", &users, None, Some(month.to_string())));
+    let count = users.len();
+    if let Some(n) = top {
+        users.truncate(n);
+    }
+    Ok(overview_sections(
+        format!("month {month}"),
+        users,
+        count,
+        total,
+    ))
+}
+
+fn overview_sections(
+    period: String,
+    users: Vec<UsageRow>,
+    count: usize,
+    total: Option<UsageRow>,
+) -> Vec<Section> {
+    let shown = if users.len() < count {
+        format!("top {} of {count} users", users.len())
+    } else {
+        format!("{count} users")
+    };
+    let mut sections = vec![Section {
+        label: format!("{period}: {shown}, biggest first"),
+        rows: users,
+    }];
+    if let Some(total) = total {
+        sections.push(Section {
+            label: format!("{period}: organisation total (all {count} users)"),
+            rows: vec![total],
+        });
+    }
+    sections
+}
+
+fn total_row(
+    kind: &str,
+    rows: &[UsageRow],
+    day: Option<String>,
+    month: Option<String>,
+) -> UsageRow {
+    let mut total = UsageRow {
+        kind: kind.into(),
+        day,
+        month,
+        ..empty_row()
+    };
+    for r in rows {
+        add_row(&mut total, r);
+    }
+    total.cost_usd = total.cost.to_string();
+    total
 }
 
 fn empty_row() -> UsageRow {
@@ -221,8 +411,39 @@ fn cells(r: &UsageRow) -> [String; 12] {
     ]
 }
 
+/// Prints sections: the table format with a labelled heading per section;
+/// JSON lines and CSV (one header) as plain rows, whose `kind` tells them
+/// apart.
+fn print_sections(sections: &[Section], format: Format) {
+    match format {
+        Format::Table => {
+            let mut out = String::new();
+            for (i, s) in sections.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                out.push_str(&format!("== {} ==\n", s.label));
+                if s.rows.is_empty() {
+                    out.push_str("(none)\n");
+                } else {
+                    out.push_str(&render(&s.rows, Format::Table));
+                }
+            }
+            crate::emit(&out);
+        }
+        _ => {
+            let rows: Vec<UsageRow> = sections.iter().flat_map(|s| s.rows.clone()).collect();
+            print_rows(&rows, format);
+        }
+    }
+}
+
 /// Prints rows as an aligned table, JSON lines or CSV.
 pub fn print_rows(rows: &[UsageRow], format: Format) {
+    crate::emit(&render(rows, format));
+}
+
+fn render(rows: &[UsageRow], format: Format) -> String {
     let mut out = String::new();
     match format {
         Format::Json => {
@@ -270,14 +491,22 @@ pub fn print_rows(rows: &[UsageRow], format: Format) {
             }
         }
     }
-    crate::emit(&out);
+    out
 }
 
+/// One CSV cell. User and model ids are caller-controlled: a cell a
+/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
+/// or CR) gets a leading `'`, then the usual quoting.
 fn csv_field(s: &str) -> String {
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        format!("'{s}")
+    } else {
+        s.to_string()
+    };
     if s.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", s.replace('"', "\"\""))
     } else {
-        s.to_string()
+        s
     }
 }
 
@@ -322,4 +551,26 @@ pub fn print_aggregates(aggs: &[(AggregateKey<'_>, Counters)], format: Format) {
         })
         .collect();
     print_rows(&rows, format);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
+        for (raw, want) in [
+            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
+            ("+1", "'+1"),
+            ("-2+3", "'-2+3"),
+            ("@SUM(A1)", "'@SUM(A1)"),
+            ("\tx", "'\tx"),
+            ("\rx", "\"'\rx\""),
+            ("alice", "alice"),
+            ("a,b", "\"a,b\""),
+            ("0.0165", "0.0165"),
+        ] {
+            assert_eq!(csv_field(raw), want, "{raw:?}");
+        }
+    }
 }

@@ -5,7 +5,9 @@ use std::fmt;
 
 use lambda_runtime::Diagnostic;
 use meter_core::Meter;
-use meter_store::{ingest_payload, CommitSettings, IngestReport, PayloadError, UsageStore};
+use meter_store::{
+    ingest_payload, CommitSettings, IngestError, IngestReport, PayloadError, StoreError, UsageStore,
+};
 use time::OffsetDateTime;
 
 use crate::metrics::emf_line;
@@ -43,10 +45,21 @@ impl From<&PayloadError> for HandlerError {
             PayloadError::Ingest(_) if e.is_retryable() => "StoreUnavailable",
             PayloadError::Ingest(_) => "StoreRejected",
         };
+        // The store's errors are neutral; say here what happens to the batch.
+        let message = match e {
+            PayloadError::Ingest(IngestError::Store(StoreError::TableMissing { .. })) => format!(
+                "{e}: check the function's USAGE_TABLE and Region, or create the table \
+                 (`bedrock-meter init`, or deploy infra/)"
+            ),
+            PayloadError::Ingest(IngestError::Store(_)) if e.is_retryable() => {
+                format!("{e}; the batch will be retried")
+            }
+            _ => e.to_string(),
+        };
         HandlerError {
             retryable: e.is_retryable(),
             kind,
-            message: e.to_string(),
+            message,
         }
     }
 }
@@ -206,5 +219,24 @@ mod tests {
             "Retryable.StoreUnavailable"
         );
         assert_eq!(s.store.marker_count(), 0);
+    }
+
+    #[test]
+    fn the_lambda_words_store_errors_for_its_own_retries() {
+        let retryable = PayloadError::Ingest(IngestError::Store(StoreError::Retryable {
+            message: "connection reset".into(),
+            source: None,
+        }));
+        let msg = HandlerError::from(&retryable).message;
+        assert!(msg.ends_with("; the batch will be retried"), "{msg}");
+        let missing = PayloadError::Ingest(IngestError::Store(StoreError::TableMissing {
+            table: "bedrock-usage".into(),
+        }));
+        let msg = HandlerError::from(&missing).message;
+        assert!(
+            msg.contains("`bedrock-usage`") && msg.contains("the function's USAGE_TABLE"),
+            "{msg}"
+        );
+        assert!(!msg.contains("retried"), "{msg}");
     }
 }

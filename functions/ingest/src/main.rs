@@ -11,7 +11,7 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let meter = config.meter()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = DynamoDbUsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
+    let store = DynamoDbUsageStore::new(aws_call_log::client(&sdk, "ingest"), &config.table);
     let state = ingest::handler::State {
         store,
         meter,

@@ -1,6 +1,6 @@
 //! One Kinesis batch through the shared ingest path, with no logging and no
 //! Lambda runtime: which records were counted, which could never be decoded,
-//! and which must be delivered again.
+//! and which must be delivered again (both of the latter are reported).
 //!
 //! Each Kinesis record's data is one gzip `DATA_MESSAGE` (or
 //! `CONTROL_MESSAGE`) from the CloudWatch Logs subscription. Records are
@@ -11,14 +11,23 @@
 //! ## Failure policy
 //!
 //! - **Undecodable record** (data not gzip, corrupt or truncated gzip, a
-//!   payload of no known shape, over `MAX_DECOMPRESSED_BYTES`): decoding is
-//!   deterministic, so no retry can succeed. Reporting it as a failure would
-//!   hold the shard at that sequence number until the record expires (24 h
-//!   retention by default). It is **skipped**: returned as
-//!   [`RecordOutcome::Undecodable`] with its sequence number, logged and
-//!   counted (`UndecodableRecords`) by the handler, and not reported. Its
-//!   bytes stay readable in the stream for the retention period
-//!   (`aws kinesis get-shard-iterator --shard-iterator-type AT_SEQUENCE_NUMBER`).
+//!   payload of no known shape, over `MAX_DECOMPRESSED_BYTES`): nothing in it
+//!   is counted and it is **reported** in `batchItemFailures` (as
+//!   [`RecordOutcome::Undecodable`]), so that it is never lost silently:
+//!   Lambda retries from it, and after the event source mapping's
+//!   `MaximumRetryAttempts` (bisecting at the reported sequence number) it
+//!   sends the shard id and sequence-number range to the on-failure
+//!   destination, whose queue has an alarm. `bedrock-meter redrive` reads the
+//!   range back from the stream and replays it (with a larger
+//!   `MAX_DECOMPRESSED_BYTES`, say, when that was the cause), or leaves the
+//!   message in the queue naming the sequence number. Decoding is
+//!   deterministic, so the retries cannot succeed; they are bounded by
+//!   `MaximumRetryAttempts`, not by the stream's retention.
+//!   **Later records of the batch are still ingested**: Lambda redelivers them
+//!   with the undecodable one (it resumes at the lowest reported sequence
+//!   number), and each redelivery finds them already counted by their
+//!   markers, so nothing is counted twice and none of them waits for the
+//!   undecodable record's retries to end.
 //! - **Store failure** (retries in the commit exhausted, throttling, an
 //!   outage, a missing table, a rejected request): the record and **every
 //!   later record** of the batch are reported in `batchItemFailures`, and the
@@ -50,7 +59,9 @@ pub enum RecordOutcome {
     /// Decoded and committed (its log events counted, found already counted,
     /// or skipped as malformed), or a control message.
     Ingested(Ingested),
-    /// Could never be decoded: skipped, not reported (see the module docs).
+    /// Could never be decoded: nothing counted, reported in
+    /// `batchItemFailures`; later records are still ingested (see the module
+    /// docs).
     Undecodable { error: String },
     /// Not committed: reported in `batchItemFailures`.
     Failed { retryable: bool, error: String },
@@ -80,9 +91,9 @@ pub struct BatchOutcome {
     pub report: IngestReport,
     /// Records that were control messages.
     pub control_messages: usize,
-    /// Records skipped as undecodable.
+    /// Records that could not be decoded (reported, nothing counted).
     pub undecodable: usize,
-    /// Records reported for redelivery (failed or not attempted).
+    /// Records reported for redelivery (undecodable, failed or not attempted).
     pub reported: usize,
     /// What Lambda gets back: the sequence numbers to deliver again.
     pub response: KinesisEventResponse,
@@ -96,7 +107,9 @@ impl BatchOutcome {
             .find(|r| {
                 matches!(
                     r.outcome,
-                    RecordOutcome::Failed { .. } | RecordOutcome::NotAttempted
+                    RecordOutcome::Undecodable { .. }
+                        | RecordOutcome::Failed { .. }
+                        | RecordOutcome::NotAttempted
                 )
             })
             .map(|r| r.sequence_number.as_str())
@@ -141,7 +154,14 @@ pub async fn process_batch<S: UsageStore>(
                     out.control_messages += 1;
                 }
             }
-            RecordOutcome::Undecodable { .. } => out.undecodable += 1,
+            RecordOutcome::Undecodable { .. } => {
+                // Reported, but later records are still ingested: see the
+                // module docs.
+                out.undecodable += 1;
+                out.reported += 1;
+                out.response
+                    .add_failure(record.kinesis.sequence_number.clone());
+            }
             RecordOutcome::Failed { .. } | RecordOutcome::NotAttempted => {
                 failed = true;
                 out.reported += 1;

@@ -58,9 +58,10 @@ fn log_outcome(outcome: &BatchOutcome, invocation_id: &str) {
                 partition_key = %r.partition_key,
                 bytes = r.bytes,
                 error = %error,
-                "skipped an undecodable Kinesis record: nothing in it was counted; it stays \
-                 readable in the stream for its retention period (read it AT_SEQUENCE_NUMBER \
-                 and replay it with `bedrock-meter replay` once fixed)"
+                "undecodable Kinesis record: nothing in it was counted; reported in \
+                 batchItemFailures (later records of the batch were still ingested), so \
+                 after the retries its sequence number reaches the failure queue: run \
+                 `bedrock-meter redrive` on that queue once the cause is fixed"
             ),
             RecordOutcome::Failed { retryable, error } => tracing::error!(
                 sequence_number = %r.sequence_number,
@@ -204,8 +205,11 @@ mod tests {
         .sum()
     }
 
+    /// The fixture's corrupt record (truncated gzip).
+    const CORRUPT: usize = 2;
+
     #[tokio::test]
-    async fn the_fixture_counts_every_decodable_record_skips_the_corrupt_one_and_reports_nothing() {
+    async fn the_fixture_counts_every_decodable_record_and_reports_only_the_corrupt_one() {
         let s = state(MemoryUsageStore::new());
         let event = fixture();
         let outcome = process_batch(
@@ -217,16 +221,56 @@ mod tests {
         )
         .await;
         assert_eq!(outcome.records.len(), 6);
-        assert_eq!(outcome.undecodable, 1);
+        assert_eq!((outcome.undecodable, outcome.reported), (1, 1));
         assert!(matches!(
-            outcome.records[2].outcome,
+            outcome.records[CORRUPT].outcome,
             RecordOutcome::Undecodable { ref error } if error.contains("gzip")
         ));
+        assert_eq!(
+            outcome.first_reported(),
+            Some(event.records[CORRUPT].kinesis.sequence_number.as_str())
+        );
         assert_eq!(outcome.control_messages, 1);
+        // Records after the corrupt one were ingested all the same.
         assert_eq!(outcome.report.counted, good_records());
         assert_eq!(s.store.marker_count(), good_records());
         let resp = handle(&s, &event, "1").await.unwrap();
-        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(
+            failures(&resp),
+            vec![Some(event.records[CORRUPT].kinesis.sequence_number.clone())]
+        );
+    }
+
+    #[tokio::test]
+    async fn records_after_an_undecodable_one_are_counted_once_across_lambdas_retries() {
+        let s = state(MemoryUsageStore::new());
+        let event = fixture();
+        let first = handle(&s, &event, "1").await.unwrap();
+        // Lambda resumes at the lowest reported sequence number: the corrupt
+        // record and everything after it come again, several times.
+        assert_eq!(failures(&first).len(), 1);
+        let mut retry = KinesisEvent::default();
+        retry.records = event.records[CORRUPT..].to_vec();
+        // The decodable records after it (record 1, several-users-models,
+        // is before it and not redelivered).
+        let after: usize = ["day-boundary", "cache-tokens", "failed-call"]
+            .iter()
+            .map(|n| scenario(n).0)
+            .sum();
+        for attempt in 0..3 {
+            let again = process_batch(
+                &s.store,
+                &s.meter,
+                &s.settings,
+                &retry,
+                OffsetDateTime::now_utc(),
+            )
+            .await;
+            assert_eq!(failures(&again.response), sequence_numbers(&retry, 0)[..1]);
+            assert_eq!(again.report.counted, 0, "retry {attempt}");
+            assert_eq!(again.report.duplicates, after, "retry {attempt}");
+        }
+        assert_eq!(s.store.marker_count(), good_records());
     }
 
     #[tokio::test]
@@ -258,17 +302,19 @@ mod tests {
         });
         let event = fixture();
         let resp = handle(&s, &event, "1").await.unwrap();
-        // day-boundary is record 3: 3, 4 and 5 go back; Lambda resumes at 3.
-        assert_eq!(failures(&resp), sequence_numbers(&event, 3));
+        // The corrupt record 2 is reported; day-boundary is record 3: 3, 4
+        // and 5 go back too; Lambda resumes at 2.
+        assert_eq!(failures(&resp), sequence_numbers(&event, CORRUPT));
         let (before, _) = scenario("several-users-models");
         assert_eq!(s.store.inner.marker_count(), before);
 
-        // Redelivery from the checkpoint once the store is back: all counted once.
+        // Redelivery from the checkpoint once the store is back: all counted
+        // once; only the corrupt record is reported again.
         s.store.armed.store(false, Ordering::SeqCst);
         let mut retry = KinesisEvent::default();
-        retry.records = event.records[3..].to_vec();
+        retry.records = event.records[CORRUPT..].to_vec();
         let resp = handle(&s, &retry, "2").await.unwrap();
-        assert!(resp.batch_item_failures.is_empty());
+        assert_eq!(failures(&resp), sequence_numbers(&retry, 0)[..1]);
         assert_eq!(s.store.inner.marker_count(), good_records());
     }
 
@@ -290,7 +336,9 @@ mod tests {
             OffsetDateTime::now_utc(),
         )
         .await;
-        assert_eq!(failures(&outcome.response), sequence_numbers(&event, 5));
+        let mut want = sequence_numbers(&event, CORRUPT)[..1].to_vec();
+        want.extend(sequence_numbers(&event, 5));
+        assert_eq!(failures(&outcome.response), want);
         assert!(matches!(
             outcome.records[5].outcome,
             RecordOutcome::Failed {
@@ -301,7 +349,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn data_that_is_not_gzip_is_undecodable_and_skipped() {
+    async fn data_that_is_not_gzip_is_undecodable_and_reported() {
         let s = state(MemoryUsageStore::new());
         let mut event = fixture();
         event.records.truncate(1);
@@ -314,7 +362,8 @@ mod tests {
             OffsetDateTime::now_utc(),
         )
         .await;
-        assert_eq!((outcome.undecodable, outcome.reported), (1, 0));
+        assert_eq!((outcome.undecodable, outcome.reported), (1, 1));
+        assert_eq!(failures(&outcome.response), sequence_numbers(&event, 0));
         assert_eq!(s.store.transactions(), 0);
     }
 

@@ -3,8 +3,9 @@
 //! group (possibly through a cross-account CloudWatch Logs destination).
 //!
 //! - [`batch`]: a batch through the shared ingest path and the per-record
-//!   failure policy (undecodable records skipped, store failures reported
-//!   from the first one on); no logging, no runtime.
+//!   failure policy (undecodable records reported while later ones are still
+//!   ingested, store failures reported from the first one on); no logging,
+//!   no runtime.
 //! - [`handler`]: logs, metrics and the `batchItemFailures` response, generic
 //!   over the store so it is tested with an in-memory one.
 //! - [`metrics`]: the embedded-metric-format line.

@@ -15,7 +15,8 @@ async fn main() -> Result<(), Error> {
     let config = Config::from_env()?;
     let meter = config.meter()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = DynamoDbUsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
+    let store =
+        DynamoDbUsageStore::new(aws_call_log::client(&sdk, "kinesis-ingest"), &config.table);
     let state = kinesis_ingest::handler::State {
         store,
         meter,

@@ -240,10 +240,11 @@ export class BedrockMeterStack extends Stack {
         ingest: new iam.PolicyDocument({
           statements: [
             // TransactWriteItems only: Put with a condition (markers) and Update
-            // with ADD (aggregates); a transaction is authorised per item action.
+            // with ADD (aggregates); a transaction is authorised per item action
+            // (no ConditionCheck item is ever sent; infra/iam_check.py checks).
             new iam.PolicyStatement({
               sid: 'WriteUsage',
-              actions: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+              actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
               resources: [table.tableArn],
             }),
             // Lambda sends failed asynchronous events to the destination with this role.
@@ -515,7 +516,7 @@ export class BedrockMeterStack extends Stack {
         // The same exactly-once commit as ingest (TransactWriteItems).
         new iam.PolicyStatement({
           sid: 'WriteUsage',
-          actions: ['dynamodb:ConditionCheckItem', 'dynamodb:PutItem', 'dynamodb:UpdateItem'],
+          actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
           resources: [table.tableArn],
         }),
         // What the event source mapping calls to read the stream (AWS managed
@@ -589,14 +590,21 @@ export class BedrockMeterStack extends Stack {
       'bedrock-meter budget-alerts function (least privilege)',
       'budget-alerts',
       [
-        // Budgets and the models behind a spend are read (GetItem, Query on the
-        // table, not the index); alert markers are claimed and marked sent with
-        // conditional UpdateItem; the organisation's month total and its delta
-        // markers are one TransactWriteItems of Put and Update (docs/budgets.md).
+        // Budgets and the models behind a spend are read (GetItem, Query); alert
+        // markers are claimed and marked sent with conditional UpdateItem; the
+        // organisation's month total and its delta markers are one
+        // TransactWriteItems of Put and Update (docs/budgets.md).
         new iam.PolicyStatement({
           sid: 'BudgetsAndAlertMarkers',
           actions: ['dynamodb:GetItem', 'dynamodb:PutItem', 'dynamodb:Query', 'dynamodb:UpdateItem'],
           resources: [table.tableArn],
+        }),
+        // An organisation alert names its top contributors: a Query on gsi1. IAM
+        // evaluates a Query on an index against the index's ARN, not the table's.
+        new iam.PolicyStatement({
+          sid: 'TopContributorsIndex',
+          actions: ['dynamodb:Query'],
+          resources: [`${table.tableArn}/index/gsi1`],
         }),
         new iam.PolicyStatement({
           sid: 'ReadTableStream',
@@ -852,6 +860,53 @@ export class BedrockMeterStack extends Stack {
     );
 
     // -------------------------------------------------------------------------
+    // Dashboard: a CloudWatch dashboard named after the stack, with the spend
+    // pages as custom widgets (dashboard-widget, same code as `bedrock-meter
+    // dashboard`; the console runs no JavaScript) and the functions' metrics.
+    // The console invokes the widget with the viewer's own credentials.
+    // -------------------------------------------------------------------------
+    const widgetLogGroup = functionLogGroup('DashboardWidgetLogGroup', 'dashboard-widget');
+    const widgetRole = lambdaRole(
+      'DashboardWidgetFunctionRole',
+      'bedrock-meter dashboard-widget function (read-only)',
+      'dashboard-widget',
+      [
+        // Read only: the data contract's access patterns (Query on the table
+        // and on gsi1) and budgets (Query of the BUDGET partition).
+        new iam.PolicyStatement({
+          sid: 'ReadUsage',
+          actions: ['dynamodb:GetItem', 'dynamodb:Query'],
+          resources: [table.tableArn],
+        }),
+        new iam.PolicyStatement({
+          sid: 'ReadUsageIndex',
+          actions: ['dynamodb:Query'],
+          resources: [`${table.tableArn}/index/gsi1`],
+        }),
+        new iam.PolicyStatement({
+          sid: 'OwnLogGroup',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [widgetLogGroup.logGroupArn],
+        }),
+      ],
+    );
+    rustFunction(
+      'DashboardWidgetFunction',
+      'dashboard-widget',
+      'Renders bedrock-meter spend pages as CloudWatch custom widgets (HTML, no JavaScript)',
+      widgetRole,
+      widgetLogGroup,
+      { USAGE_TABLE: table.tableName, RUST_LOG: 'info' },
+    );
+    // One line of JSON, character for character the same as in
+    // infra/template.yaml (infra/parity.py compares them).
+    const dashboard = new cloudwatch.CfnDashboard(this, 'Dashboard', {
+      dashboardName: Aws.STACK_NAME,
+      dashboardBody: Fn.sub(DASHBOARD_BODY),
+    });
+    dashboard.overrideLogicalId('Dashboard');
+
+    // -------------------------------------------------------------------------
     // Outputs (same logical ids as the SAM template)
     // -------------------------------------------------------------------------
     const output = (id: string, value: string, description: string) =>
@@ -879,6 +934,11 @@ export class BedrockMeterStack extends Stack {
       const o = new CfnOutput(this, `${id}Output`, { value, description, condition });
       o.overrideLogicalId(id);
     };
+    output(
+      'DashboardName',
+      dashboard.ref,
+      'CloudWatch dashboard with the spend widgets and the operational metrics',
+    );
     conditionalOutput(
       'InvocationLogStreamArn',
       stream.attrArn,
@@ -939,3 +999,11 @@ function overrideLogicalId(construct: Construct, logicalId: string): void {
   }
   (child as { overrideLogicalId(id: string): void }).overrideLogicalId(logicalId);
 }
+
+/**
+ * The CloudWatch dashboard's body (a Fn::Sub template): custom widgets from
+ * the dashboard-widget function, then the functions' metrics. The same
+ * string is in infra/template.yaml.
+ */
+const DASHBOARD_BODY =
+  '{"widgets":[{"type":"custom","x":0,"y":0,"width":24,"height":14,"properties":{"endpoint":"${DashboardWidgetFunction.Arn}","title":"Bedrock spend this month (UTC): overview, top users, models","params":{"path":"/"},"updateOn":{"refresh":true,"resize":false,"timeRange":false}}},{"type":"custom","x":0,"y":14,"width":12,"height":10,"properties":{"endpoint":"${DashboardWidgetFunction.Arn}","title":"Today (UTC): every user","params":{"path":"/days/today"},"updateOn":{"refresh":true,"resize":false,"timeRange":false}}},{"type":"custom","x":12,"y":14,"width":12,"height":10,"properties":{"endpoint":"${DashboardWidgetFunction.Arn}","title":"Budgets","params":{"path":"/budgets"},"updateOn":{"refresh":true,"resize":false,"timeRange":false}}},{"type":"metric","x":0,"y":24,"width":12,"height":6,"properties":{"title":"Ingest: records, counted, duplicates, skipped, unpriced","region":"${AWS::Region}","view":"timeSeries","stat":"Sum","period":300,"metrics":[["BedrockMeter","Records","FunctionName","${IngestFunction}"],[".","Counted",".","."],[".","Duplicates",".","."],[".","Skipped",".","."],[".","Unpriced",".","."],["BedrockMeter","Counted","FunctionName","${AWS::StackName}-kinesis-ingest",{"label":"Counted (kinesis-ingest)"}],[".","Unpriced",".",".",{"label":"Unpriced (kinesis-ingest)"}]]}},{"type":"metric","x":12,"y":24,"width":12,"height":6,"properties":{"title":"Errors and throttles","region":"${AWS::Region}","view":"timeSeries","stat":"Sum","period":300,"metrics":[["AWS/Lambda","Errors","FunctionName","${IngestFunction}"],[".","Throttles",".","."],[".","Errors",".","${BudgetAlertsFunction}"],[".","Throttles",".","."],[".","Errors",".","${AWS::StackName}-kinesis-ingest"],[".","Throttles",".","."],[".","Errors",".","${DashboardWidgetFunction}"]]}},{"type":"metric","x":0,"y":30,"width":8,"height":6,"properties":{"title":"Duration (p99, ms)","region":"${AWS::Region}","view":"timeSeries","stat":"p99","period":300,"metrics":[["AWS/Lambda","Duration","FunctionName","${IngestFunction}"],["...","${BudgetAlertsFunction}"],["...","${AWS::StackName}-kinesis-ingest"],["...","${DashboardWidgetFunction}"]]}},{"type":"metric","x":8,"y":30,"width":8,"height":6,"properties":{"title":"Kinesis iterator age (HighVolume only, max ms)","region":"${AWS::Region}","view":"timeSeries","stat":"Maximum","period":300,"metrics":[["AWS/Lambda","IteratorAge","FunctionName","${AWS::StackName}-kinesis-ingest"]]}},{"type":"metric","x":16,"y":30,"width":8,"height":6,"properties":{"title":"On-failure queue depth","region":"${AWS::Region}","view":"timeSeries","stat":"Maximum","period":300,"metrics":[["AWS/SQS","ApproximateNumberOfMessagesVisible","QueueName","${OnFailureQueue.QueueName}"],["...","${BudgetAlertsFailureQueue.QueueName}"]]}},{"type":"metric","x":0,"y":36,"width":24,"height":6,"properties":{"title":"Budget alerts: crossings, sent, failed records","region":"${AWS::Region}","view":"timeSeries","stat":"Sum","period":300,"metrics":[["BedrockMeter","Crossings","FunctionName","${BudgetAlertsFunction}"],[".","AlertsSent",".","."],[".","FailedRecords",".","."]]}}]}';

@@ -184,7 +184,11 @@ mod tests {
         user: String,
         model: String,
         day: Day,
+        /// The day as generated (`YYYY-MM-DD`), for the independent sums.
+        day_text: &'static str,
         c: Counters,
+        /// The generated values as plain integers, kept apart from `c`.
+        plain: Plain,
     }
 
     impl Contribution for R {
@@ -205,12 +209,58 @@ mod tests {
         }
     }
 
+    /// Counters as plain `u128`s, cost in integer pico-dollars: summed with
+    /// `+`, never with [`Counters::add`].
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+    struct Plain {
+        invocations: u128,
+        errors: u128,
+        input_tokens: u128,
+        output_tokens: u128,
+        cache_read_input_tokens: u128,
+        cache_write_input_tokens: u128,
+        unpriced_invocations: u128,
+        cost_picos: u128,
+    }
+
+    impl Plain {
+        fn plus(self, o: Plain) -> Plain {
+            Plain {
+                invocations: self.invocations + o.invocations,
+                errors: self.errors + o.errors,
+                input_tokens: self.input_tokens + o.input_tokens,
+                output_tokens: self.output_tokens + o.output_tokens,
+                cache_read_input_tokens: self.cache_read_input_tokens + o.cache_read_input_tokens,
+                cache_write_input_tokens: self.cache_write_input_tokens
+                    + o.cache_write_input_tokens,
+                unpriced_invocations: self.unpriced_invocations + o.unpriced_invocations,
+                cost_picos: self.cost_picos + o.cost_picos,
+            }
+        }
+
+        /// What the aggregation produced, read field by field.
+        fn of(c: &Counters) -> Plain {
+            Plain {
+                invocations: c.invocations,
+                errors: c.errors,
+                input_tokens: c.input_tokens,
+                output_tokens: c.output_tokens,
+                cache_read_input_tokens: c.cache_read_input_tokens,
+                cache_write_input_tokens: c.cache_write_input_tokens,
+                unpriced_invocations: c.unpriced_invocations,
+                cost_picos: c.cost_usd.picos(),
+            }
+        }
+    }
+
+    const DAYS: [&str; 3] = ["2026-10-31", "2026-11-01", "2026-11-02"];
+
     fn arb_record() -> impl Strategy<Value = R> {
         (
             0u32..1000,
             prop::sample::select(vec!["alice", "bob", "carol#1", "d%2"]),
             prop::sample::select(vec!["m1", "m2", "m3"]),
-            prop::sample::select(vec!["2026-10-31", "2026-11-01", "2026-11-02"]),
+            prop::sample::select(DAYS.to_vec()),
             (
                 0u64..2,
                 any::<u32>(),
@@ -218,35 +268,100 @@ mod tests {
                 any::<u16>(),
                 any::<u16>(),
                 0u64..2,
-                any::<u64>(),
             ),
+            // Rates in micro-dollars per million tokens (= pico-dollars per
+            // token), up to $75 per million.
+            (0u64..=75_000_000, 0u64..=75_000_000),
         )
-            .prop_map(|(id, user, model, day, (err, i, o, cr, cw, unp, cost))| R {
-                id: format!("r{id}"),
-                user: user.to_string(),
-                model: model.to_string(),
-                day: Day::parse(day).unwrap(),
-                c: Counters {
-                    invocations: 1,
-                    errors: err.into(),
-                    input_tokens: i.into(),
-                    output_tokens: o.into(),
-                    cache_read_input_tokens: cr.into(),
-                    cache_write_input_tokens: cw.into(),
-                    unpriced_invocations: unp.into(),
-                    cost_usd: Usd::from_picos(cost.into()),
+            .prop_map(
+                |(id, user, model, day, (err, i, o, cr, cw, unp), (rate_in, rate_out))| {
+                    let plain = Plain {
+                        invocations: 1,
+                        errors: err.into(),
+                        input_tokens: i.into(),
+                        output_tokens: o.into(),
+                        cache_read_input_tokens: cr.into(),
+                        cache_write_input_tokens: cw.into(),
+                        unpriced_invocations: unp.into(),
+                        cost_picos: u128::from(i) * u128::from(rate_in)
+                            + u128::from(o) * u128::from(rate_out),
+                    };
+                    R {
+                        id: format!("r{id}"),
+                        user: user.to_string(),
+                        model: model.to_string(),
+                        day: Day::parse(day).unwrap(),
+                        day_text: day,
+                        c: Counters {
+                            invocations: 1,
+                            errors: err.into(),
+                            input_tokens: i.into(),
+                            output_tokens: o.into(),
+                            cache_read_input_tokens: cr.into(),
+                            cache_write_input_tokens: cw.into(),
+                            unpriced_invocations: unp.into(),
+                            cost_usd: Usd::from_picos(
+                                u128::from(i) * u128::from(rate_in)
+                                    + u128::from(o) * u128::from(rate_out),
+                            ),
+                        },
+                        plain,
+                    }
                 },
-            })
+            )
     }
 
-    fn total_of_kind(agg: &BTreeMap<AggregateKey, Delta>, kind: &str) -> Counters {
-        let mut t = Counters::default();
-        for (k, d) in agg {
-            if k.kind() == kind {
-                t.add(&d.counters);
+    /// An aggregate named by plain strings: (kind, user, model, period).
+    type PlainKey = (&'static str, String, String, String);
+
+    /// Each aggregate's expected sum and record ids, from the generated
+    /// values alone: `+` on integers, the month as the first 7 characters of
+    /// the generated day.
+    fn plain_aggregates(records: &[R]) -> BTreeMap<PlainKey, (Plain, Vec<String>)> {
+        let mut out: BTreeMap<PlainKey, (Plain, Vec<String>)> = BTreeMap::new();
+        for r in records {
+            let (user, model, day) = (r.user.clone(), r.model.clone(), r.day_text.to_string());
+            let month = day[..7].to_string();
+            for key in [
+                ("user_model_day", user.clone(), model.clone(), day.clone()),
+                ("user_day", user.clone(), String::new(), day.clone()),
+                ("user_month", user, String::new(), month),
+                ("model_day", String::new(), model, day),
+            ] {
+                let e = out.entry(key).or_default();
+                e.0 = e.0.plus(r.plain);
+                e.1.push(r.id.clone());
             }
         }
-        t
+        for (_, ids) in out.values_mut() {
+            ids.sort();
+        }
+        out
+    }
+
+    /// The aggregation's output in the same plain shape.
+    fn as_plain(agg: &BTreeMap<AggregateKey, Delta>) -> BTreeMap<PlainKey, (Plain, Vec<String>)> {
+        agg.iter()
+            .map(|(k, d)| {
+                let key = match *k {
+                    AggregateKey::UserModelDay { user, model, day } => {
+                        ("user_model_day", user.into(), model.into(), day.to_string())
+                    }
+                    AggregateKey::UserDay { user, day } => {
+                        ("user_day", user.into(), String::new(), day.to_string())
+                    }
+                    AggregateKey::UserMonth { user, month } => {
+                        ("user_month", user.into(), String::new(), month.to_string())
+                    }
+                    AggregateKey::ModelDay { model, day } => {
+                        ("model_day", String::new(), model.into(), day.to_string())
+                    }
+                };
+                let mut ids: Vec<String> = d.record_ids.iter().map(|s| s.to_string()).collect();
+                ids.sort();
+                (key, (Plain::of(&d.counters), ids))
+            })
+            .collect()
     }
 
     proptest! {
@@ -275,18 +390,65 @@ mod tests {
         }
 
         #[test]
-        fn every_rollup_conserves_every_counter(records in prop::collection::vec(arb_record(), 0..60)) {
-            let mut expected = Counters::default();
-            for r in &records { expected.add(&r.c); }
-            let agg = aggregate(&records);
-            for kind in ["user_model_day", "user_day", "user_month", "model_day"] {
-                prop_assert_eq!(total_of_kind(&agg, kind), expected, "{}", kind);
+        fn every_aggregate_holds_the_plain_sum_of_exactly_its_records(
+            records in prop::collection::vec(arb_record(), 0..60),
+        ) {
+            let got = as_plain(&aggregate(&records));
+            let expected = plain_aggregates(&records);
+            prop_assert_eq!(got.len(), expected.len());
+            for (key, want) in &expected {
+                prop_assert_eq!(got.get(key), Some(want), "{:?}", key);
             }
-            // every record is covered exactly once per kind
+        }
+
+        #[test]
+        fn every_rollup_conserves_every_counter(records in prop::collection::vec(arb_record(), 0..60)) {
+            let total = records.iter().fold(Plain::default(), |t, r| t.plus(r.plain));
+            prop_assert_eq!(total.invocations, records.len() as u128);
+            let got = as_plain(&aggregate(&records));
             for kind in ["user_model_day", "user_day", "user_month", "model_day"] {
-                let n: usize = agg.iter().filter(|(k, _)| k.kind() == kind).map(|(_, d)| d.record_ids.len()).sum();
+                let of_kind = got
+                    .iter()
+                    .filter(|(k, _)| k.0 == kind)
+                    .fold(Plain::default(), |t, (_, (p, _))| t.plus(*p));
+                prop_assert_eq!(of_kind, total, "{}", kind);
+                // every record is covered exactly once per kind
+                let n: usize = got.iter().filter(|(k, _)| k.0 == kind).map(|(_, (_, ids))| ids.len()).sum();
                 prop_assert_eq!(n, records.len());
             }
+        }
+    }
+
+    #[test]
+    fn two_records_of_one_user_model_and_day_sum_into_every_aggregate_they_share() {
+        // Hand-computed: 3 + 4 input tokens, 1 error, 0.5 + 0.25 USD.
+        let mk = |id: &str, input: u128, errors: u128, picos: u128| R {
+            id: id.into(),
+            user: "u".into(),
+            model: "m".into(),
+            day: Day::parse("2026-11-30").unwrap(),
+            day_text: "2026-11-30",
+            c: Counters {
+                invocations: 1,
+                errors,
+                input_tokens: input,
+                cost_usd: Usd::from_picos(picos),
+                ..Default::default()
+            },
+            plain: Plain::default(),
+        };
+        let records = [
+            mk("a", 3, 1, 500_000_000_000),
+            mk("b", 4, 0, 250_000_000_000),
+        ];
+        let agg = aggregate(&records);
+        assert_eq!(agg.len(), 4);
+        for (k, d) in &agg {
+            assert_eq!(d.counters.invocations, 2, "{k:?}");
+            assert_eq!(d.counters.errors, 1, "{k:?}");
+            assert_eq!(d.counters.input_tokens, 7, "{k:?}");
+            assert_eq!(d.counters.cost_usd.to_string(), "0.75", "{k:?}");
+            assert_eq!(d.record_ids.len(), 2, "{k:?}");
         }
     }
 
@@ -297,10 +459,12 @@ mod tests {
             user: "u".into(),
             model: "m".into(),
             day: Day::parse(day).unwrap(),
+            day_text: "unused",
             c: Counters {
                 invocations: 1,
                 ..Default::default()
             },
+            plain: Plain::default(),
         };
         let records = [mk("a", "2026-10-31"), mk("b", "2026-11-01")];
         let agg = aggregate(&records);

@@ -17,6 +17,8 @@
 //! - [`pricing`] and [`money`]: the versioned price table and integer
 //!   pico-dollar arithmetic; a missing rate is flagged, never $0.
 //! - [`aggregate`]: one delta per (user, model, day) and the three rollups.
+//! - [`pricelist`]: price sync, AWS Price List offers in, a price table and
+//!   a report out (pure; the CLI downloads).
 //!
 //! [`Meter`] wires the steps for one payload. Invariants: nothing here
 //! panics on any input; no record content beyond ids, model ids, user ids and
@@ -25,6 +27,7 @@
 pub mod aggregate;
 pub mod decode;
 pub mod money;
+pub mod pricelist;
 pub mod pricing;
 pub mod record;
 pub mod resolve;

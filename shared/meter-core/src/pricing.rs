@@ -16,6 +16,17 @@
 //!
 //! A missing entry, or tokens of a class the entry has no rate for, make the
 //! record *unpriced*: its tokens count, it adds no cost, and it is flagged.
+//! A published rate of `"0"` is a real rate (Nova cache writes cost $0), not
+//! a missing one.
+//!
+//! Two refinements (see `docs/prices.md`):
+//! - **Long context.** An entry may carry `long_context_threshold` and
+//!   `long_*` rates. A record whose prompt (input + cache read + cache write
+//!   tokens) exceeds the threshold is priced wholly at the long-context rates.
+//! - **1-hour cache writes.** When the record's output body reports how many
+//!   cache-write tokens had the 1-hour TTL ([`TokenCounts::cache_write_1h`]),
+//!   those are priced at `cache_write_1h` and the rest at `cache_write`;
+//!   otherwise every cache write is priced at `cache_write` (5 minutes).
 
 use std::collections::BTreeMap;
 
@@ -106,15 +117,71 @@ struct RateFile {
     cache_read: Option<String>,
     #[serde(default)]
     cache_write: Option<String>,
+    #[serde(default)]
+    cache_write_1h: Option<String>,
+    #[serde(default)]
+    long_context_threshold: Option<u64>,
+    #[serde(default)]
+    long_input: Option<String>,
+    #[serde(default)]
+    long_output: Option<String>,
+    #[serde(default)]
+    long_cache_read: Option<String>,
+    #[serde(default)]
+    long_cache_write: Option<String>,
+    #[serde(default)]
+    long_cache_write_1h: Option<String>,
 }
 
 /// Rates of one entry, USD per 1M tokens; `None` where no rate is published.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Rates {
     pub input: Option<RatePerMillion>,
     pub output: Option<RatePerMillion>,
     pub cache_read: Option<RatePerMillion>,
+    /// Cache writes with the 5-minute TTL (and every cache write whose TTL
+    /// the record does not report).
     pub cache_write: Option<RatePerMillion>,
+    /// Cache writes with the 1-hour TTL.
+    pub cache_write_1h: Option<RatePerMillion>,
+    /// Rates for records whose prompt exceeds a threshold.
+    pub long_context: Option<LongContext>,
+}
+
+/// Long-context rates: a record whose prompt (input + cache read + cache
+/// write tokens) exceeds `threshold` tokens is priced wholly at these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LongContext {
+    pub threshold: u64,
+    pub input: Option<RatePerMillion>,
+    pub output: Option<RatePerMillion>,
+    pub cache_read: Option<RatePerMillion>,
+    pub cache_write: Option<RatePerMillion>,
+    pub cache_write_1h: Option<RatePerMillion>,
+}
+
+impl Rates {
+    /// The five per-class rates that apply to `tokens`: the long-context
+    /// ones when the prompt exceeds the threshold, else the standard ones.
+    /// The labels name the class for [`UnpricedReason::MissingTokenRate`].
+    fn applicable(&self, tokens: &TokenCounts) -> [(&'static str, Option<RatePerMillion>); 5] {
+        match &self.long_context {
+            Some(lc) if tokens.prompt_tokens() > u128::from(lc.threshold) => [
+                ("long_input", lc.input),
+                ("long_output", lc.output),
+                ("long_cache_read", lc.cache_read),
+                ("long_cache_write", lc.cache_write),
+                ("long_cache_write_1h", lc.cache_write_1h),
+            ],
+            _ => [
+                ("input", self.input),
+                ("output", self.output),
+                ("cache_read", self.cache_read),
+                ("cache_write", self.cache_write),
+                ("cache_write_1h", self.cache_write_1h),
+            ],
+        }
+    }
 }
 
 /// One effective-dated rate entry for a model.
@@ -247,11 +314,48 @@ impl PriceTable {
                         source,
                     })
             };
+            let long = [
+                rate("long_input", &r.long_input)?,
+                rate("long_output", &r.long_output)?,
+                rate("long_cache_read", &r.long_cache_read)?,
+                rate("long_cache_write", &r.long_cache_write)?,
+                rate("long_cache_write_1h", &r.long_cache_write_1h)?,
+            ];
+            let long_context =
+                match (r.long_context_threshold, long) {
+                    (None, [None, None, None, None, None]) => None,
+                    (None, _) => {
+                        return Err(entry_err(
+                            "has `long_*` rates but no `long_context_threshold`".into(),
+                        ))
+                    }
+                    (Some(0), _) => {
+                        return Err(entry_err(
+                            "`long_context_threshold` must be a positive number of tokens".into(),
+                        ))
+                    }
+                    (Some(_), [None, None, ..]) => return Err(entry_err(
+                        "has `long_context_threshold` but neither `long_input` nor `long_output`"
+                            .into(),
+                    )),
+                    (Some(threshold), [input, output, cache_read, cache_write, cache_write_1h]) => {
+                        Some(LongContext {
+                            threshold,
+                            input,
+                            output,
+                            cache_read,
+                            cache_write,
+                            cache_write_1h,
+                        })
+                    }
+                };
             let rates = Rates {
                 input: rate("input", &r.input)?,
                 output: rate("output", &r.output)?,
                 cache_read: rate("cache_read", &r.cache_read)?,
                 cache_write: rate("cache_write", &r.cache_write)?,
+                cache_write_1h: rate("cache_write_1h", &r.cache_write_1h)?,
+                long_context,
             };
             if rates.input.is_none() && rates.output.is_none() {
                 return Err(entry_err("has neither `input` nor `output`".into()));
@@ -317,6 +421,29 @@ impl PriceTable {
             (&a.model, a.route, &a.region, a.from).cmp(&(&b.model, b.route, &b.region, b.from))
         });
         all
+    }
+
+    /// The entry of exactly `model` (no prefix or alias resolution) for
+    /// `route` that prices `region` on `date`: the Region's own entry if one
+    /// is in force, else the default one.
+    pub fn entry_in_force(
+        &self,
+        model: &str,
+        route: Route,
+        region: &str,
+        date: Date,
+    ) -> Option<&RateEntry> {
+        let entries = self.by_model.get(model)?;
+        pick_entry(
+            entries.iter().filter(|e| e.route == route),
+            Some(region),
+            date,
+        )
+    }
+
+    /// Whether the table has any entry for exactly this model id.
+    pub fn has_model(&self, model: &str) -> bool {
+        self.by_model.contains_key(model)
     }
 
     /// Finds the rates in force for a model id (as logged), Region and day.
@@ -426,24 +553,27 @@ fn cost_at(rates: Result<&Rates, UnpricedReason>, tokens: &TokenCounts) -> Price
         Ok(r) => r,
         Err(reason) => return Price::Unpriced(reason),
     };
-    {
-        let mut total = Usd::ZERO;
-        for (class, count, rate) in [
-            ("input", tokens.input, rates.input),
-            ("output", tokens.output, rates.output),
-            ("cache_read", tokens.cache_read, rates.cache_read),
-            ("cache_write", tokens.cache_write, rates.cache_write),
-        ] {
-            if count == 0 {
-                continue;
-            }
-            match rate {
-                Some(rate) => total = total.saturating_add(rate.cost(count)),
-                None => return Price::Unpriced(UnpricedReason::MissingTokenRate(class)),
-            }
+    // The 1-hour part of the cache writes, as reported by the body; a report
+    // larger than the logged count is capped (all writes at the 1-hour rate).
+    let write_1h = tokens.cache_write_1h.min(tokens.cache_write);
+    let counts = [
+        tokens.input,
+        tokens.output,
+        tokens.cache_read,
+        tokens.cache_write - write_1h,
+        write_1h,
+    ];
+    let mut total = Usd::ZERO;
+    for (count, (class, rate)) in counts.into_iter().zip(rates.applicable(tokens)) {
+        if count == 0 {
+            continue;
         }
-        Price::Priced(total)
+        match rate {
+            Some(rate) => total = total.saturating_add(rate.cost(count)),
+            None => return Price::Unpriced(UnpricedReason::MissingTokenRate(class)),
+        }
     }
+    Price::Priced(total)
 }
 
 /// Region-specific entries win when one is in force; else the default.
@@ -452,6 +582,16 @@ fn pick<'a>(
     region: Option<&str>,
     date: Date,
 ) -> Result<&'a Rates, UnpricedReason> {
+    pick_entry(entries, region, date)
+        .map(|e| &e.rates)
+        .ok_or(UnpricedReason::NotYetInForce)
+}
+
+fn pick_entry<'a>(
+    entries: impl Iterator<Item = &'a RateEntry> + Clone,
+    region: Option<&str>,
+    date: Date,
+) -> Option<&'a RateEntry> {
     let latest = |want: Option<&str>| {
         entries
             .clone()
@@ -461,8 +601,6 @@ fn pick<'a>(
     region
         .and_then(|g| latest(Some(g)))
         .or_else(|| latest(None))
-        .map(|e| &e.rates)
-        .ok_or(UnpricedReason::NotYetInForce)
 }
 
 #[cfg(test)]
@@ -479,6 +617,7 @@ mod tests {
             output,
             cache_read,
             cache_write,
+            cache_write_1h: 0,
         }
     }
 
@@ -745,6 +884,116 @@ output = "1"
         assert_eq!(micro_tokyo.input, Some("0.042".parse().unwrap()));
     }
 
+    const REFINED: &str = r#"
+[meta]
+version = "test"
+checked = "2026-11-01"
+currency = "USD"
+sources = ["unit test"]
+
+[[rate]]
+model = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+from = "2025-09-29"
+input = "3.30"
+output = "16.50"
+cache_read = "0.33"
+cache_write = "4.125"
+cache_write_1h = "6.60"
+long_context_threshold = 200000
+long_input = "6.60"
+long_output = "24.75"
+long_cache_read = "0.66"
+long_cache_write = "8.25"
+
+[[rate]]
+model = "amazon.nova-micro-v1:0"
+from = "2024-12-03"
+input = "0.035"
+output = "0.14"
+cache_read = "0.00875"
+cache_write = "0"
+"#;
+
+    #[test]
+    fn a_prompt_above_the_threshold_is_priced_wholly_at_the_long_context_rates() {
+        let t = PriceTable::from_toml(REFINED).unwrap();
+        let sonnet = Some("us.anthropic.claude-sonnet-4-5-20250929-v1:0");
+        let d = day("2026-01-01");
+        let price = |tok: TokenCounts| t.price(sonnet, Some("us-east-1"), d, &tok);
+        // Exactly at the threshold: standard rates (200000 x 3.30 + 1000 x 16.50) / 1M.
+        assert_eq!(
+            price(tokens(200_000, 1_000, 0, 0)),
+            Price::Priced("0.6765".parse().unwrap())
+        );
+        // One token above: every class at the long rates (200001 x 6.60 + 1000 x 24.75) / 1M.
+        assert_eq!(
+            price(tokens(200_001, 1_000, 0, 0)),
+            Price::Priced("1.3447566".parse().unwrap())
+        );
+        // Cache tokens count towards the prompt: 100000 + 60000 + 40001 > 200000.
+        assert_eq!(
+            price(tokens(100_000, 0, 60_000, 40_001)),
+            Price::Priced(
+                // 100000 x 6.60 + 60000 x 0.66 + 40001 x 8.25, per 1M
+                "1.02960825".parse().unwrap()
+            )
+        );
+        // A long-context record needing a class with no long rate is unpriced.
+        let mut tok = tokens(300_000, 0, 0, 10);
+        tok.cache_write_1h = 10;
+        assert_eq!(
+            price(tok),
+            Price::Unpriced(UnpricedReason::MissingTokenRate("long_cache_write_1h"))
+        );
+    }
+
+    #[test]
+    fn one_hour_cache_writes_take_their_own_rate_when_the_split_is_known() {
+        let t = PriceTable::from_toml(REFINED).unwrap();
+        let d = day("2026-01-01");
+        let sonnet = Some("anthropic.claude-sonnet-4-5-20250929-v1:0");
+        // Below the long-context threshold throughout.
+        let mut tok = tokens(0, 0, 0, 100_000);
+        // No split reported: every write at the 5-minute rate.
+        assert_eq!(
+            t.price(sonnet, None, d, &tok),
+            Price::Priced("0.4125".parse().unwrap())
+        );
+        // 25k of the 100k at the 1-hour rate: 75000 x 4.125 + 25000 x 6.60.
+        tok.cache_write_1h = 25_000;
+        assert_eq!(
+            t.price(sonnet, None, d, &tok),
+            Price::Priced("0.474375".parse().unwrap())
+        );
+        // A reported 1-hour count above the logged total is capped at it.
+        tok.cache_write_1h = 5_000_000;
+        assert_eq!(
+            t.price(sonnet, None, d, &tok),
+            Price::Priced("0.66".parse().unwrap())
+        );
+        // A model without a 1-hour rate: such writes are unpriced, never at
+        // the cheaper 5-minute rate.
+        let nova = Some("amazon.nova-micro-v1:0");
+        let mut tok = tokens(0, 0, 0, 100);
+        tok.cache_write_1h = 1;
+        assert_eq!(
+            t.price(nova, None, d, &tok),
+            Price::Unpriced(UnpricedReason::MissingTokenRate("cache_write_1h"))
+        );
+    }
+
+    #[test]
+    fn a_published_zero_rate_prices_at_zero_instead_of_flagging() {
+        let t = PriceTable::from_toml(REFINED).unwrap();
+        let price = t.price(
+            Some("amazon.nova-micro-v1:0"),
+            Some("us-east-1"),
+            day("2026-01-01"),
+            &tokens(1_000_000, 0, 0, 1_000_000),
+        );
+        assert_eq!(price, Price::Priced("0.035".parse().unwrap()));
+    }
+
     #[test]
     fn invalid_tables_are_rejected_with_the_entry_named() {
         let base = "[meta]\nversion='x'\nchecked='2026-01-01'\ncurrency='USD'\nsources=['s']\n";
@@ -757,6 +1006,9 @@ output = "1"
             ("[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='1'\n[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='2'\n", "duplicate"),
             ("[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='1'\ncolour='red'\n", "unknown field"),
             ("[aliases]\n'arn:x' = 'nope'\n", "no rate entry"),
+            ("[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='1'\nlong_input='2'\n", "no `long_context_threshold`"),
+            ("[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='1'\nlong_context_threshold=0\nlong_input='2'\n", "positive"),
+            ("[[rate]]\nmodel='m'\nfrom='2026-01-01'\ninput='1'\nlong_context_threshold=200000\n", "neither `long_input`"),
         ];
         for (body, needle) in cases {
             let err = PriceTable::from_toml(&format!("{base}{body}"))

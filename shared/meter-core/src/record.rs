@@ -4,6 +4,13 @@
 //! `input.inputBodyJson` and `output.outputBodyJson` (prompts and answers, up
 //! to 100 KB each), is skipped by the JSON scanner without being built or
 //! copied. Every field is optional; unknown fields are ignored.
+//!
+//! One exception, still without building the body: the scanner walks the
+//! keys of `output.outputBodyJson` far enough to pick out the integer
+//! `usage.cache_creation.ephemeral_1h_input_tokens` of an Anthropic response
+//! (at the top of the body, or in the `message` of a streamed chunk), so that
+//! 1-hour cache writes can be priced at their own rate. Every other value is
+//! skipped unread, and nothing odd in a body makes a record fail.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -74,11 +81,21 @@ pub struct TokenCounts {
     pub output: u64,
     pub cache_read: u64,
     pub cache_write: u64,
+    /// How many of `cache_write` had the 1-hour TTL, when the output body
+    /// reports the split (`usage.cache_creation.ephemeral_1h_input_tokens`);
+    /// 0 otherwise. Not a separate counter: part of `cache_write`.
+    pub cache_write_1h: u64,
 }
 
 impl TokenCounts {
     pub fn is_zero(&self) -> bool {
         self.input == 0 && self.output == 0 && self.cache_read == 0 && self.cache_write == 0
+    }
+
+    /// The size of the prompt: input, cache-read and cache-write tokens (the
+    /// three are disjoint). Long-context thresholds compare against this.
+    pub fn prompt_tokens(&self) -> u128 {
+        u128::from(self.input) + u128::from(self.cache_read) + u128::from(self.cache_write)
     }
 }
 
@@ -129,6 +146,236 @@ struct RawInput {
 struct RawOutput {
     #[serde(default)]
     output_token_count: Option<TokenCount>,
+    #[serde(default)]
+    output_body_json: Option<CacheSplit>,
+}
+
+/// The 1-hour cache-write count found in an output body, if any. Deserialised
+/// by walking only the keys that lead to it; every other value is skipped
+/// with `IgnoredAny` (not built), and a value of an unexpected type is
+/// ignored rather than failing the record.
+#[derive(Debug, Clone, Copy, Default)]
+struct CacheSplit {
+    one_hour: Option<u64>,
+}
+
+/// Where a [`BodySeeker`] stands: the body itself, a streamed chunk in the
+/// body's array, or a chunk's `message`. Nothing deeper is searched.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyLevel {
+    Body,
+    Chunk,
+    Message,
+}
+
+struct BodySeeker(BodyLevel);
+
+/// The keys the seekers look for; every other key is `Other`.
+enum SeekKey {
+    Usage,
+    Message,
+    CacheCreation,
+    OneHour,
+    Other,
+}
+
+impl<'de> Deserialize<'de> for SeekKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = SeekKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<SeekKey, E> {
+                Ok(match v {
+                    "usage" => SeekKey::Usage,
+                    "message" => SeekKey::Message,
+                    "cache_creation" => SeekKey::CacheCreation,
+                    "ephemeral_1h_input_tokens" => SeekKey::OneHour,
+                    _ => SeekKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for CacheSplit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        de::DeserializeSeed::deserialize(BodySeeker(BodyLevel::Body), d)
+    }
+}
+
+impl<'de> de::DeserializeSeed<'de> for BodySeeker {
+    type Value = CacheSplit;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<CacheSplit, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BodySeeker {
+    type Value = CacheSplit;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<CacheSplit, M::Error> {
+        let mut found = CacheSplit::default();
+        while let Some(key) = m.next_key::<SeekKey>()? {
+            let here = match (key, self.0) {
+                (SeekKey::Usage, _) => m.next_value::<Usage>()?.0,
+                (SeekKey::Message, BodyLevel::Chunk) => {
+                    m.next_value_seed(BodySeeker(BodyLevel::Message))?
+                }
+                _ => {
+                    m.next_value::<IgnoredAny>()?;
+                    CacheSplit::default()
+                }
+            };
+            found.one_hour = found.one_hour.or(here.one_hour);
+        }
+        Ok(found)
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<CacheSplit, A::Error> {
+        let mut found = CacheSplit::default();
+        if self.0 == BodyLevel::Body {
+            while let Some(here) = a.next_element_seed(BodySeeker(BodyLevel::Chunk))? {
+                found.one_hour = found.one_hour.or(here.one_hour);
+            }
+        } else {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+        }
+        Ok(found)
+    }
+    fn visit_borrowed_str<E: de::Error>(self, _: &'de str) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<CacheSplit, E> {
+        Ok(CacheSplit::default())
+    }
+}
+
+/// `usage` (looks for `cache_creation`) and `cache_creation` (looks for
+/// `ephemeral_1h_input_tokens`), both lenient.
+struct Usage(CacheSplit);
+struct CacheCreation(CacheSplit);
+/// A count that is a u64 or else absent (never an error).
+struct LenientCount(Option<u64>);
+
+macro_rules! lenient_scalars {
+    ($t:ty, $none:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<$t, E> {
+            Ok($none)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut a: A) -> Result<$t, A::Error> {
+            while a.next_element::<IgnoredAny>()?.is_some() {}
+            Ok($none)
+        }
+    };
+}
+
+impl<'de> Deserialize<'de> for Usage {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Usage;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a usage object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Usage, M::Error> {
+                let mut found = CacheSplit::default();
+                while let Some(key) = m.next_key::<SeekKey>()? {
+                    if let SeekKey::CacheCreation = key {
+                        found = m.next_value::<CacheCreation>()?.0;
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(Usage(found))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<Usage, E> {
+                Ok(Usage(CacheSplit::default()))
+            }
+            lenient_scalars!(Usage, Usage(CacheSplit::default()));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for CacheCreation {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = CacheCreation;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a cache_creation object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<CacheCreation, M::Error> {
+                let mut found = CacheSplit::default();
+                while let Some(key) = m.next_key::<SeekKey>()? {
+                    if let SeekKey::OneHour = key {
+                        found.one_hour = m.next_value::<LenientCount>()?.0;
+                    } else {
+                        m.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(CacheCreation(found))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<CacheCreation, E> {
+                Ok(CacheCreation(CacheSplit::default()))
+            }
+            lenient_scalars!(CacheCreation, CacheCreation(CacheSplit::default()));
+        }
+        d.deserialize_any(V)
+    }
+}
+
+impl<'de> Deserialize<'de> for LenientCount {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = LenientCount;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a token count")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<LenientCount, E> {
+                Ok(LenientCount(Some(v)))
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<LenientCount, M::Error> {
+                while m.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(LenientCount(None))
+            }
+            lenient_scalars!(LenientCount, LenientCount(None));
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// A token count: a non-negative integer that fits in 64 bits.
@@ -336,7 +583,12 @@ pub fn parse_record<'a>(
             count(i.cache_write_input_token_count),
         )
     });
-    let output = raw.output.map_or(0, |o| count(o.output_token_count));
+    let (output, cache_write_1h) = raw.output.map_or((0, 0), |o| {
+        (
+            count(o.output_token_count),
+            o.output_body_json.and_then(|b| b.one_hour).unwrap_or(0),
+        )
+    });
     Ok(InvocationRecord {
         timestamp,
         request_id: raw.request_id.map(|r| r.0).filter(|r| !r.is_empty()),
@@ -350,6 +602,7 @@ pub fn parse_record<'a>(
             output,
             cache_read,
             cache_write,
+            cache_write_1h,
         },
     })
 }
@@ -436,7 +689,8 @@ mod tests {
                 input: 1,
                 output: 8,
                 cache_read: 0,
-                cache_write: 0
+                cache_write: 0,
+                cache_write_1h: 0,
             }
         );
         assert_eq!(r.timestamp.unix_timestamp(), 1_788_869_433);
@@ -555,6 +809,81 @@ mod tests {
             (t.year(), t.month() as u8, t.day(), t.hour()),
             (2026, 10, 31, 23)
         );
+    }
+
+    fn with_output_body(body: &str) -> String {
+        format!(
+            r#"{{"schemaType":"ModelInvocationLog","timestamp":"2026-11-20T10:00:00Z","modelId":"anthropic.claude-sonnet-4-6","input":{{"inputTokenCount":10,"cacheWriteInputTokenCount":3000,"inputBodyJson":{{"usage":{{"cache_creation":{{"ephemeral_1h_input_tokens":999}}}}}}}},"output":{{"outputTokenCount":5,"outputBodyJson":{body}}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_one_hour_cache_write_split_is_read_from_an_anthropic_output_body() {
+        let cases: &[(&str, &str, u64)] = &[
+            (
+                "InvokeModel response",
+                r#"{"id":"msg_1","type":"message","content":[{"type":"text","text":"usage cache_creation"}],"usage":{"input_tokens":10,"cache_creation_input_tokens":3000,"cache_read_input_tokens":0,"cache_creation":{"ephemeral_5m_input_tokens":1000,"ephemeral_1h_input_tokens":2000},"output_tokens":5}}"#,
+                2000,
+            ),
+            (
+                "streamed chunks: message_start carries the usage",
+                r#"[{"type":"message_start","message":{"id":"msg_2","usage":{"input_tokens":10,"cache_creation_input_tokens":3000,"cache_creation":{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":3000}}}},{"type":"content_block_delta","delta":{"text":"hi"}},{"type":"message_delta","usage":{"output_tokens":5}}]"#,
+                3000,
+            ),
+            (
+                "Converse response: no split",
+                r#"{"output":{"message":{"content":[{"text":"x"}]}},"usage":{"inputTokens":10,"outputTokens":5,"cacheWriteInputTokens":3000}}"#,
+                0,
+            ),
+            (
+                "only the 5-minute part reported",
+                r#"{"usage":{"cache_creation":{"ephemeral_5m_input_tokens":3000}}}"#,
+                0,
+            ),
+            (
+                "a split deeper than a usage block is not taken",
+                r#"{"content":[{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":7}}}],"metadata":{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":8}}}}"#,
+                0,
+            ),
+            (
+                "a prompt that mentions the field is text, not a count",
+                r#"{"content":[{"text":"\"usage\":{\"cache_creation\":{\"ephemeral_1h_input_tokens\":9}}"}]}"#,
+                0,
+            ),
+        ];
+        for (what, body, want) in cases {
+            let msg = with_output_body(body);
+            let r = parse_record(&msg, "user").unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(r.tokens.cache_write_1h, *want, "{what}");
+            assert_eq!(r.tokens.cache_write, 3000, "{what}");
+            assert_eq!(r.tokens.output, 5, "{what}");
+        }
+    }
+
+    #[test]
+    fn odd_output_bodies_never_fail_a_record() {
+        for body in [
+            r#""a plain string body""#,
+            "null",
+            "42",
+            "-1.5",
+            "true",
+            "[]",
+            "[1,\"x\",null,[{\"usage\":5}]]",
+            r#"{"usage":"none"}"#,
+            r#"{"usage":[1,2]}"#,
+            r#"{"usage":{"cache_creation":"x"}}"#,
+            r#"{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":-4}}}"#,
+            r#"{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":1.5}}}"#,
+            r#"{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":"12"}}}"#,
+            r#"{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":{"n":1}}}}"#,
+            r#"{"usage":{"cache_creation":{"ephemeral_1h_input_tokens":99999999999999999999999}}}"#,
+        ] {
+            let msg = with_output_body(body);
+            let r = parse_record(&msg, "user").unwrap_or_else(|e| panic!("{body}: {e}"));
+            assert_eq!(r.tokens.cache_write_1h, 0, "{body}");
+            assert_eq!(r.tokens.output, 5, "{body}");
+        }
     }
 
     #[test]

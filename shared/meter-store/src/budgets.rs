@@ -604,16 +604,128 @@ mod tests {
         assert_eq!(Budgets::default().for_user("bob"), None);
     }
 
+    #[test]
+    fn crossings_match_a_table_of_hand_computed_cases() {
+        // (old, new, limit, thresholds, crossed), every amount in USD.
+        let cases: [(&str, &str, &str, &str, &[u32]); 14] = [
+            ("0", "49.99", "100", "50,80,100", &[]),
+            ("0", "50", "100", "50,80,100", &[50]),
+            ("49.999999999999", "50", "100", "50,80,100", &[50]),
+            ("50", "79.999999999999", "100", "50,80,100", &[]),
+            ("50", "80", "100", "50,80,100", &[80]),
+            ("79", "100", "100", "50,80,100", &[80, 100]),
+            ("100", "1000", "100", "50,80,100", &[]),
+            ("0", "0.000000000001", "0.000000000001", "100", &[100]),
+            // 150% of 7 is 10.5: 10.49 is short, 10.5 reaches it.
+            ("10", "10.49", "7", "150", &[]),
+            ("10.49", "10.5", "7", "150", &[150]),
+            // 1% of 0.01 is 0.0001.
+            ("0", "0.000099999999", "0.01", "1", &[]),
+            ("0.000099999999", "0.0001", "0.01", "1", &[1]),
+            // 1000% of 2 is 20.
+            ("19.999999999999", "20", "2", "1000", &[1000]),
+            ("3", "2", "5", "50", &[]),
+        ];
+        for (old, new, limit, pcts, want) in cases {
+            let t = Thresholds::parse(pcts).unwrap();
+            assert_eq!(
+                crossed(usd(old), usd(new), usd(limit), &t),
+                want,
+                "{old} -> {new} of {limit} at {pcts}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_zero_limit_is_never_crossed() {
+        let t = Thresholds::parse("1,100,1000").unwrap();
+        assert!(crossed(usd("0"), usd("1000000"), Usd::ZERO, &t).is_empty());
+    }
+
+    fn arb_thresholds() -> impl Strategy<Value = Thresholds> {
+        proptest::collection::vec(1u32..=MAX_THRESHOLD_PCT, 1..6)
+            .prop_map(|p| Thresholds::new(p).unwrap())
+    }
+
+    fn picos(p: u128) -> Usd {
+        Usd::from_picos(p)
+    }
+
     proptest! {
+        /// A limit of `100 * m` picos puts `pct`% of it at exactly
+        /// `m * pct` picos: that spend reaches it, one pico less does not.
         #[test]
-        fn crossings_agree_with_a_plain_rational_comparison(
-            old in 0u64..1_000_000, step in 0u64..1_000_000, limit in 0u64..1_000_000, pct in 1u32..=1000,
+        fn a_threshold_on_a_whole_pico_is_crossed_exactly_when_reached(
+            m in 1u128..1_000_000_000_000, pct in 1u32..=MAX_THRESHOLD_PCT, below in 1u128..1_000, above in 0u128..1_000,
         ) {
             let t = Thresholds::new(vec![pct]).unwrap();
-            let (o, n, l) = (u128::from(old), u128::from(old) + u128::from(step), u128::from(limit));
-            let expected = o * 100 < l * u128::from(pct) && l * u128::from(pct) <= n * 100;
-            let got = crossed(Usd::from_picos(o), Usd::from_picos(n), Usd::from_picos(l), &t);
-            prop_assert_eq!(got == vec![pct], expected);
+            let limit = picos(100 * m);
+            let at = m * u128::from(pct);
+            let short = at - 1;
+            let start = short.saturating_sub(below);
+            prop_assert!(crossed(picos(start), picos(short), limit, &t).is_empty());
+            prop_assert_eq!(crossed(picos(short), picos(at), limit, &t), vec![pct]);
+            prop_assert_eq!(crossed(picos(start), picos(at + above), limit, &t), vec![pct]);
+            prop_assert!(crossed(picos(at), picos(at + above), limit, &t).is_empty());
+        }
+
+        /// `100/d`% of a limit of `d*k + r` picos (0 <= r < d) is `k + r/d`
+        /// picos: reached by `k` when `r == 0`, else first by `k + 1`.
+        #[test]
+        fn a_threshold_between_two_picos_is_crossed_by_the_next_whole_pico(
+            d in prop::sample::select(vec![1u128, 2, 4, 5, 10, 20, 25, 50, 100]),
+            k in 1u128..1_000_000_000_000,
+            r_seed in 0u128..100,
+        ) {
+            let r = r_seed % d;
+            let pct = u32::try_from(100 / d).unwrap();
+            let t = Thresholds::new(vec![pct]).unwrap();
+            let limit = picos(d * k + r);
+            let first = if r == 0 { k } else { k + 1 };
+            prop_assert!(crossed(picos(0), picos(first - 1), limit, &t).is_empty());
+            prop_assert_eq!(crossed(picos(first - 1), picos(first), limit, &t), vec![pct]);
+            prop_assert!(crossed(picos(first), picos(first + 1), limit, &t).is_empty());
+        }
+
+        /// More spend never un-crosses a threshold; a later start never adds one.
+        #[test]
+        fn crossings_grow_with_the_new_spend_and_shrink_with_the_old(
+            a in 0u128..10_000_000, b in 0u128..10_000_000, c in 0u128..10_000_000,
+            limit in 0u128..5_000_000, t in arb_thresholds(),
+        ) {
+            let mut v = [a, b, c];
+            v.sort_unstable();
+            let [lo, mid, hi] = v;
+            let l = picos(limit);
+            let to_mid = crossed(picos(lo), picos(mid), l, &t);
+            let to_hi = crossed(picos(lo), picos(hi), l, &t);
+            prop_assert!(to_mid.iter().all(|p| to_hi.contains(p)), "{:?} then {:?}", to_mid, to_hi);
+            let from_mid = crossed(picos(mid), picos(hi), l, &t);
+            prop_assert!(from_mid.iter().all(|p| to_hi.contains(p)), "{:?} within {:?}", from_mid, to_hi);
+            // Splitting a change in two loses and repeats nothing.
+            let mut split = to_mid.clone();
+            split.extend(from_mid);
+            prop_assert_eq!(split, to_hi);
+        }
+
+        /// Crossings are a sorted subset of the thresholds, none for no change,
+        /// all of them from zero to ten times the limit, and the same in any
+        /// unit (scaling every amount by `k` changes nothing).
+        #[test]
+        fn crossings_are_sorted_thresholds_and_independent_of_scale(
+            old in 0u128..10_000_000, step in 0u128..10_000_000, limit in 1u128..5_000_000,
+            k in 1u128..1_000_000, t in arb_thresholds(),
+        ) {
+            let (o, n, l) = (picos(old), picos(old + step), picos(limit));
+            let got = crossed(o, n, l, &t);
+            prop_assert!(got.windows(2).all(|w| w[0] < w[1]), "{:?}", got);
+            prop_assert!(got.iter().all(|p| t.pcts().contains(p)), "{:?}", got);
+            prop_assert!(crossed(o, o, l, &t).is_empty());
+            prop_assert_eq!(crossed(picos(0), picos(10 * limit), l, &t), t.pcts().to_vec());
+            prop_assert_eq!(
+                crossed(picos(k * old), picos(k * (old + step)), picos(k * limit), &t),
+                got
+            );
         }
 
         #[test]

@@ -38,10 +38,52 @@ pub enum ConfigError {
     Prices(#[from] PriceTableError),
 }
 
+/// Every variable [`Config`] reads.
+pub const ALL_SETTINGS: &[&str] = &[
+    "USAGE_TABLE",
+    "USER_METADATA_KEY",
+    "MARKER_TTL_DAYS",
+    "PRICE_TABLE_PATH",
+    "MAX_DECOMPRESSED_BYTES",
+];
+
+/// Checks a DynamoDB table name (3-255 characters of `a-z A-Z 0-9 _ - .`);
+/// `source` names where it came from (`USAGE_TABLE`, `--table`).
+pub fn check_table_name(table: String, source: &'static str) -> Result<String, ConfigError> {
+    if table.len() < 3
+        || table.len() > 255
+        || !table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
+    {
+        return Err(ConfigError::Invalid {
+            var: source,
+            value: table,
+            expected: "a DynamoDB table name: 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
+        });
+    }
+    Ok(table)
+}
+
 impl Config {
     /// Reads the process environment.
     pub fn from_env() -> Result<Config, ConfigError> {
         Config::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Reads only the variables in `used` from the process environment;
+    /// the others keep their defaults, so a bad value of a setting a command
+    /// does not use (say `MARKER_TTL_DAYS` for `report`) cannot break it.
+    pub fn from_env_using(used: &[&str]) -> Result<Config, ConfigError> {
+        Config::from_lookup_using(|k| std::env::var(k).ok(), used)
+    }
+
+    /// [`Config::from_lookup`] reading only the variables in `used`.
+    pub fn from_lookup_using(
+        get: impl Fn(&str) -> Option<String>,
+        used: &[&str],
+    ) -> Result<Config, ConfigError> {
+        Config::from_lookup(|k| if used.contains(&k) { get(k) } else { None })
     }
 
     /// Reads settings through `get` (a variable's value, if set).
@@ -52,18 +94,7 @@ impl Config {
                 .filter(|v| !v.is_empty())
         };
         let table = non_empty("USAGE_TABLE").unwrap_or_else(|| DEFAULT_TABLE.to_string());
-        if table.len() < 3
-            || table.len() > 255
-            || !table
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b))
-        {
-            return Err(ConfigError::Invalid {
-                var: "USAGE_TABLE",
-                value: table,
-                expected: "a DynamoDB table name: 3-255 characters of a-z, A-Z, 0-9, '_', '-', '.'",
-            });
-        }
+        let table = check_table_name(table, "USAGE_TABLE")?;
         let marker_ttl_days = match non_empty("MARKER_TTL_DAYS") {
             None => DEFAULT_MARKER_TTL_DAYS,
             Some(v) => match v.parse::<u32>() {
@@ -157,6 +188,37 @@ mod tests {
             let err = cfg(&[(var, value)]).unwrap_err().to_string();
             assert!(err.starts_with(var), "{err}");
         }
+    }
+
+    #[test]
+    fn table_names_outside_dynamodb_rules_are_refused_naming_their_source() {
+        for bad in ["ab", "has space", "semi;colon", &"x".repeat(256)] {
+            let err = check_table_name(bad.to_string(), "--table")
+                .unwrap_err()
+                .to_string();
+            assert!(err.starts_with("--table = `"), "{err}");
+            assert!(err.contains("3-255 characters"), "{err}");
+        }
+        for good in ["abc", "bedrock-usage", "a.b_c-D9", &"x".repeat(255)] {
+            assert_eq!(check_table_name(good.to_string(), "--table").unwrap(), good);
+        }
+    }
+
+    #[test]
+    fn a_bad_value_of_an_unused_setting_is_ignored() {
+        let vars = [("MARKER_TTL_DAYS", "soon"), ("USAGE_TABLE", "mine")];
+        let c = Config::from_lookup_using(
+            |k| {
+                vars.iter()
+                    .find(|(n, _)| *n == k)
+                    .map(|(_, v)| v.to_string())
+            },
+            &["USAGE_TABLE"],
+        )
+        .unwrap();
+        assert_eq!(c.table, "mine");
+        assert_eq!(c.marker_ttl_days, 35);
+        assert!(cfg(&vars).is_err(), "the full read still refuses it");
     }
 
     #[test]

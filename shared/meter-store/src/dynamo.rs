@@ -12,15 +12,15 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, Put, ReturnConsumedCapacity, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableStatus, TimeToLiveSpecification, TransactWriteItem,
-    Update,
+    StreamSpecification, StreamViewType, TableDescription, TableStatus, TimeToLiveDescription,
+    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use meter_core::{Counters, Day, Month, Usd};
 
 use crate::keys;
 use crate::plan::{PlannedTx, TxItem};
-use crate::store::{CancelReason, StoreError, TxCommitted, UsageStore};
+use crate::store::{CancelReason, ConnInfo, StoreError, TxCommitted, UsageStore};
 
 /// Default table name (`USAGE_TABLE`).
 pub const DEFAULT_TABLE: &str = "bedrock-usage";
@@ -283,8 +283,10 @@ impl Default for TableOptions {
     }
 }
 
-/// Creates the table with the data contract's schema, or checks the existing
-/// one; enables TTL. Safe to run repeatedly. Returns true when it created it.
+/// Creates the table with the data contract's schema (or leaves an existing
+/// one alone) and enables TTL. Safe to run repeatedly. Returns true when it
+/// created it. It does not compare an existing table with the contract:
+/// [`init_table`] does.
 pub async fn create_table(client: &Client, table: &str) -> Result<bool, StoreError> {
     create_table_with(client, table, TableOptions::default()).await
 }
@@ -295,6 +297,71 @@ pub async fn create_table_with(
     table: &str,
     options: TableOptions,
 ) -> Result<bool, StoreError> {
+    Ok(init_table(client, table, options).await?.created)
+}
+
+/// How far a table is from the data contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Severity {
+    /// Something beside the meter will not work or costs more (the stream
+    /// for budget alerts, marker TTL, billing mode); the meter still counts
+    /// and reports right.
+    Warning,
+    /// The meter cannot count or report on this table (keys, `gsi1`).
+    Breaking,
+}
+
+/// One difference between a table and the data contract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SchemaFinding {
+    pub severity: Severity,
+    /// What differs: `partition key`, `index gsi1`, `stream`, ...
+    pub what: &'static str,
+    pub expected: String,
+    pub found: String,
+    /// What it breaks and how to fix it.
+    pub consequence: String,
+}
+
+impl std::fmt::Display for SchemaFinding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: expected {}, found {}; {}",
+            self.what, self.expected, self.found, self.consequence
+        )
+    }
+}
+
+/// What [`init_table`] did and found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitOutcome {
+    /// The table did not exist and was created.
+    pub created: bool,
+    /// TTL on `expires_at` was turned on by this run.
+    pub ttl_enabled: bool,
+    /// Differences from the data contract, breaking ones first.
+    pub findings: Vec<SchemaFinding>,
+}
+
+impl InitOutcome {
+    /// True when the meter cannot use the table.
+    pub fn is_breaking(&self) -> bool {
+        self.findings
+            .iter()
+            .any(|f| f.severity == Severity::Breaking)
+    }
+}
+
+/// Creates the table with the data contract's schema, or compares the
+/// existing one with it ([`check_schema`]); enables TTL on `expires_at` when
+/// TTL is off. Safe to run repeatedly. Never changes keys, indexes, the
+/// stream or the billing mode of an existing table: it reports them.
+pub async fn init_table(
+    client: &Client,
+    table: &str,
+    options: TableOptions,
+) -> Result<InitOutcome, StoreError> {
     let key = |name: &str, t: KeyType| {
         KeySchemaElement::builder()
             .attribute_name(name)
@@ -350,6 +417,7 @@ pub async fn create_table_with(
         Err(e) => return Err(classify_sdk_error(e, table)),
     };
     // Wait until ACTIVE (DynamoDB Local is immediate; AWS takes seconds).
+    let mut description = None;
     for _ in 0..120 {
         let d = client
             .describe_table()
@@ -357,7 +425,9 @@ pub async fn create_table_with(
             .send()
             .await
             .map_err(|e| classify_sdk_error(e, table))?;
-        if d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active) {
+        let active = d.table().and_then(|t| t.table_status()) == Some(&TableStatus::Active);
+        description = d.table;
+        if active {
             break;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -368,11 +438,16 @@ pub async fn create_table_with(
         .send()
         .await
         .map_err(|e| classify_sdk_error(e, table))?;
-    let enabled = ttl
-        .time_to_live_description()
-        .and_then(|d| d.attribute_name())
-        == Some(TTL_ATTRIBUTE);
-    if !enabled {
+    let mut ttl = ttl.time_to_live_description;
+    let ttl_off = match &ttl {
+        None => true,
+        Some(d) => matches!(
+            d.time_to_live_status(),
+            None | Some(TimeToLiveStatus::Disabled)
+        ),
+    };
+    let mut ttl_enabled = false;
+    if ttl_off {
         client
             .update_time_to_live()
             .table_name(table)
@@ -386,8 +461,209 @@ pub async fn create_table_with(
             .send()
             .await
             .map_err(|e| classify_sdk_error(e, table))?;
+        ttl_enabled = true;
+        ttl = Some(
+            TimeToLiveDescription::builder()
+                .time_to_live_status(TimeToLiveStatus::Enabling)
+                .attribute_name(TTL_ATTRIBUTE)
+                .build(),
+        );
     }
-    Ok(created)
+    let findings = match &description {
+        Some(d) => check_schema(table, d, ttl.as_ref()),
+        None => Vec::new(),
+    };
+    Ok(InitOutcome {
+        created,
+        ttl_enabled,
+        findings,
+    })
+}
+
+/// Compares a table's description and TTL with the data contract
+/// (`docs/data-model.md`): keys `pk`/`sk` (S) and index `gsi1`
+/// (`gsi1pk`/`gsi1sk`, S, projection ALL) are [`Severity::Breaking`]; the
+/// stream (`NEW_AND_OLD_IMAGES`, which budget alerts read), TTL on
+/// `expires_at` and on-demand billing are [`Severity::Warning`]s. Breaking
+/// findings come first.
+pub fn check_schema(
+    table: &str,
+    d: &TableDescription,
+    ttl: Option<&TimeToLiveDescription>,
+) -> Vec<SchemaFinding> {
+    let mut out = Vec::new();
+    let type_of = |name: &str| {
+        d.attribute_definitions()
+            .iter()
+            .find(|a| a.attribute_name() == name)
+            .map(|a| a.attribute_type().as_str().to_string())
+            .unwrap_or_else(|| "?".into())
+    };
+    let describe_keys = |keys: &[KeySchemaElement]| {
+        if keys.is_empty() {
+            return "no keys".to_string();
+        }
+        keys.iter()
+            .map(|k| {
+                let role = match k.key_type() {
+                    KeyType::Hash => "partition",
+                    KeyType::Range => "sort",
+                    _ => "?",
+                };
+                format!(
+                    "{} ({}, {role})",
+                    k.attribute_name(),
+                    type_of(k.attribute_name())
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let keys_match = |keys: &[KeySchemaElement], hash: &str, range: &str| {
+        let has = |name: &str, t: KeyType| {
+            keys.iter()
+                .any(|k| k.attribute_name() == name && k.key_type() == &t)
+                && type_of(name) == "S"
+        };
+        keys.len() == 2 && has(hash, KeyType::Hash) && has(range, KeyType::Range)
+    };
+    let recreate = format!(
+        "the meter cannot use this table: point USAGE_TABLE / --table at a new name and run \
+         `bedrock-meter init`, or delete `{table}` and run init again (its items are lost)"
+    );
+    if !keys_match(d.key_schema(), "pk", "sk") {
+        out.push(SchemaFinding {
+            severity: Severity::Breaking,
+            what: "table keys",
+            expected: "pk (S, partition), sk (S, sort)".into(),
+            found: describe_keys(d.key_schema()),
+            consequence: recreate.clone(),
+        });
+    }
+    match d
+        .global_secondary_indexes()
+        .iter()
+        .find(|g| g.index_name() == Some(GSI1))
+    {
+        None => out.push(SchemaFinding {
+            severity: Severity::Breaking,
+            what: "index gsi1",
+            expected: "gsi1pk (S, partition), gsi1sk (S, sort), projection ALL".into(),
+            found: "no index named gsi1".into(),
+            consequence: format!(
+                "report and budget alerts query it; add it with `aws dynamodb update-table \
+                 --table-name {table} --attribute-definitions AttributeName=gsi1pk,AttributeType=S \
+                 AttributeName=gsi1sk,AttributeType=S --global-secondary-index-updates \
+                 '[{{\"Create\":{{\"IndexName\":\"gsi1\",\"KeySchema\":[{{\"AttributeName\":\"gsi1pk\",\"KeyType\":\"HASH\"}},{{\"AttributeName\":\"gsi1sk\",\"KeyType\":\"RANGE\"}}],\"Projection\":{{\"ProjectionType\":\"ALL\"}}}}}}]'`"
+            ),
+        }),
+        Some(g) => {
+            let projection = g
+                .projection()
+                .and_then(|p| p.projection_type())
+                .map(|p| p.as_str().to_string())
+                .unwrap_or_else(|| "none".into());
+            if !keys_match(g.key_schema(), "gsi1pk", "gsi1sk") || projection != "ALL" {
+                out.push(SchemaFinding {
+                    severity: Severity::Breaking,
+                    what: "index gsi1",
+                    expected: "gsi1pk (S, partition), gsi1sk (S, sort), projection ALL".into(),
+                    found: format!("{}, projection {projection}", describe_keys(g.key_schema())),
+                    consequence: format!(
+                        "report reads every counter through it; delete the index and create it \
+                         as the contract says (`aws dynamodb update-table --table-name {table} \
+                         --global-secondary-index-updates ...`), or use a new table"
+                    ),
+                });
+            }
+        }
+    }
+    let stream = d
+        .stream_specification()
+        .filter(|s| s.stream_enabled())
+        .map(|s| {
+            s.stream_view_type()
+                .map(|v| v.as_str().to_string())
+                .unwrap_or_else(|| "no view type".into())
+        });
+    if stream.as_deref() != Some("NEW_AND_OLD_IMAGES") {
+        let enable = format!(
+            "aws dynamodb update-table --table-name {table} --stream-specification \
+             StreamEnabled=true,StreamViewType=NEW_AND_OLD_IMAGES"
+        );
+        out.push(SchemaFinding {
+            severity: Severity::Warning,
+            what: "stream",
+            expected: "NEW_AND_OLD_IMAGES".into(),
+            found: stream.clone().unwrap_or_else(|| "no stream".into()),
+            consequence: match stream {
+                None => format!(
+                    "metering and report work, budget alerts do not (they read the stream); \
+                     enable it with `{enable}`"
+                ),
+                Some(_) => format!(
+                    "metering and report work, budget alerts do not (they need old and new \
+                     images); disable the stream (StreamEnabled=false), then `{enable}`"
+                ),
+            },
+        });
+    }
+    let ttl_status = ttl.and_then(|t| t.time_to_live_status());
+    let ttl_attr = ttl.and_then(|t| t.attribute_name());
+    let ttl_on = matches!(
+        ttl_status,
+        Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+    );
+    if !(ttl_on && ttl_attr == Some(TTL_ATTRIBUTE)) {
+        out.push(SchemaFinding {
+            severity: Severity::Warning,
+            what: "TTL",
+            expected: format!("enabled on {TTL_ATTRIBUTE}"),
+            found: match (ttl_status, ttl_attr) {
+                (Some(s), Some(a)) => format!("{} on {a}", s.as_str()),
+                (Some(s), None) => s.as_str().to_string(),
+                _ => "off".into(),
+            },
+            consequence: format!(
+                "idempotency markers never expire, so the table keeps growing (counting stays \
+                 exact); disable that TTL and run `bedrock-meter init` again to enable it on \
+                 {TTL_ATTRIBUTE}"
+            ),
+        });
+    }
+    let billing = d
+        .billing_mode_summary()
+        .and_then(|b| b.billing_mode())
+        .map(|b| b.as_str().to_string())
+        // DynamoDB leaves the summary out for tables created provisioned.
+        .unwrap_or_else(|| "PROVISIONED".into());
+    if billing != "PAY_PER_REQUEST" {
+        out.push(SchemaFinding {
+            severity: Severity::Warning,
+            what: "billing",
+            expected: "PAY_PER_REQUEST (on-demand)".into(),
+            found: billing,
+            consequence: "bursts of deliveries may be throttled (they are retried, so slower, \
+                          not wrong); switch with `aws dynamodb update-table --billing-mode \
+                          PAY_PER_REQUEST` unless the capacity is planned"
+                .into(),
+        });
+    }
+    out.sort_by_key(|f| std::cmp::Reverse(f.severity));
+    out
+}
+
+impl DynamoDbUsageStore {
+    /// What this store talks to, for operator messages
+    /// ([`crate::store::describe_for_operator`]): its table, its client's
+    /// Region, and the endpoint override from the environment.
+    pub fn conn_info(&self) -> ConnInfo {
+        ConnInfo {
+            table: self.table.clone(),
+            region: self.client.config().region().map(|r| r.to_string()),
+            endpoint: ConnInfo::endpoint_from(|k| std::env::var(k).ok()),
+        }
+    }
 }
 
 /// One aggregate item as read back.
@@ -461,6 +737,20 @@ impl DynamoDbUsageStore {
         sk_name: &str,
         sk: SkCondition,
     ) -> Result<Vec<UsageRow>, StoreError> {
+        self.query_map(index, pk_name, pk, sk_name, sk, row_of)
+            .await
+    }
+
+    /// One paginated Query, each item mapped by `map` (`None` drops it).
+    async fn query_map<T>(
+        &self,
+        index: Option<&str>,
+        pk_name: &str,
+        pk: String,
+        sk_name: &str,
+        sk: SkCondition,
+        map: impl Fn(&HashMap<String, AttributeValue>) -> Option<T>,
+    ) -> Result<Vec<T>, StoreError> {
         let mut rows = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -492,7 +782,7 @@ impl DynamoDbUsageStore {
                 .send()
                 .await
                 .map_err(|e| classify_sdk_error(e, &self.table))?;
-            rows.extend(out.items().iter().filter_map(row_of));
+            rows.extend(out.items().iter().filter_map(&map));
             match out.last_evaluated_key() {
                 Some(k) if !k.is_empty() => start = Some(k.clone()),
                 _ => break,
@@ -591,9 +881,239 @@ enum SkCondition {
     Equals(String),
 }
 
+/// An aggregate with the time of its last write (`updated_at`), for readers
+/// that show how fresh the data is (the dashboard).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StampedRow {
+    pub row: UsageRow,
+    /// RFC 3339 UTC, when the item has one.
+    pub updated_at: Option<String>,
+}
+
+/// One access pattern of the data contract (`docs/data-model.md`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccessPattern<'a> {
+    /// [`DynamoDbUsageStore::user_days`].
+    UserDays { user: &'a str, from: Day, to: Day },
+    /// [`DynamoDbUsageStore::user_month`].
+    UserMonth { user: &'a str, month: Month },
+    /// [`DynamoDbUsageStore::model_days`].
+    ModelDays { model: &'a str, from: Day, to: Day },
+    /// [`DynamoDbUsageStore::users_on_day`].
+    UsersOnDay(Day),
+    /// [`DynamoDbUsageStore::users_in_month`].
+    UsersInMonth(Month),
+    /// [`DynamoDbUsageStore::models_on_day`].
+    ModelsOnDay(Day),
+}
+
+/// The access patterns with each row's `updated_at` (one paginated Query
+/// each, the same as the report methods).
+impl DynamoDbUsageStore {
+    pub async fn read_stamped(
+        &self,
+        pattern: AccessPattern<'_>,
+    ) -> Result<Vec<StampedRow>, StoreError> {
+        use AccessPattern as P;
+        let (index, pk_name, pk, sk_name, sk) = match pattern {
+            P::UserDays { user, from, to } => (
+                None,
+                "pk",
+                keys::user_pk(user),
+                "sk",
+                SkCondition::Between(keys::day_sk(from), format!("{}#~", keys::day_sk(to))),
+            ),
+            P::UserMonth { user, month } => (
+                None,
+                "pk",
+                keys::user_pk(user),
+                "sk",
+                SkCondition::Equals(keys::month_sk(month)),
+            ),
+            P::ModelDays { model, from, to } => (
+                None,
+                "pk",
+                keys::model_pk(model),
+                "sk",
+                SkCondition::Between(keys::day_sk(from), keys::day_sk(to)),
+            ),
+            P::UsersOnDay(day) => (
+                Some(GSI1),
+                "gsi1pk",
+                keys::day_gsi_pk(day),
+                "gsi1sk",
+                SkCondition::BeginsWith("U#".into()),
+            ),
+            P::UsersInMonth(month) => (
+                Some(GSI1),
+                "gsi1pk",
+                keys::month_gsi_pk(month),
+                "gsi1sk",
+                SkCondition::BeginsWith("U#".into()),
+            ),
+            P::ModelsOnDay(day) => (
+                Some(GSI1),
+                "gsi1pk",
+                keys::day_gsi_pk(day),
+                "gsi1sk",
+                SkCondition::BeginsWith("M#".into()),
+            ),
+        };
+        self.query_map(index, pk_name, pk, sk_name, sk, |item| {
+            Some(StampedRow {
+                row: row_of(item)?,
+                updated_at: item.get("updated_at").and_then(|v| v.as_s().ok()).cloned(),
+            })
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use aws_sdk_dynamodb::types::{BillingModeSummary, GlobalSecondaryIndexDescription};
+
+    fn key(name: &str, t: KeyType) -> KeySchemaElement {
+        KeySchemaElement::builder()
+            .attribute_name(name)
+            .key_type(t)
+            .build()
+            .unwrap()
+    }
+
+    fn attr(name: &str, t: ScalarAttributeType) -> AttributeDefinition {
+        AttributeDefinition::builder()
+            .attribute_name(name)
+            .attribute_type(t)
+            .build()
+            .unwrap()
+    }
+
+    /// A description of the contract's table, changed by `edit`.
+    fn table(edit: impl FnOnce(&mut Contract)) -> TableDescription {
+        let mut c = Contract {
+            sk_type: ScalarAttributeType::S,
+            gsi: true,
+            projection: ProjectionType::All,
+            stream: Some(StreamViewType::NewAndOldImages),
+            billing: Some(BillingMode::PayPerRequest),
+        };
+        edit(&mut c);
+        let mut b = TableDescription::builder()
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .attribute_definitions(attr("pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("sk", c.sk_type))
+            .attribute_definitions(attr("gsi1pk", ScalarAttributeType::S))
+            .attribute_definitions(attr("gsi1sk", ScalarAttributeType::S));
+        if c.gsi {
+            b = b.global_secondary_indexes(
+                GlobalSecondaryIndexDescription::builder()
+                    .index_name(GSI1)
+                    .key_schema(key("gsi1pk", KeyType::Hash))
+                    .key_schema(key("gsi1sk", KeyType::Range))
+                    .projection(Projection::builder().projection_type(c.projection).build())
+                    .build(),
+            );
+        }
+        if let Some(v) = c.stream {
+            b = b.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(v)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        if let Some(m) = c.billing {
+            b = b.billing_mode_summary(BillingModeSummary::builder().billing_mode(m).build());
+        }
+        b.build()
+    }
+
+    struct Contract {
+        sk_type: ScalarAttributeType,
+        gsi: bool,
+        projection: ProjectionType,
+        stream: Option<StreamViewType>,
+        billing: Option<BillingMode>,
+    }
+
+    fn ttl_on(attr: &str) -> TimeToLiveDescription {
+        TimeToLiveDescription::builder()
+            .time_to_live_status(TimeToLiveStatus::Enabled)
+            .attribute_name(attr)
+            .build()
+    }
+
+    fn findings(
+        d: &TableDescription,
+        ttl: &TimeToLiveDescription,
+    ) -> Vec<(Severity, &'static str)> {
+        check_schema("t", d, Some(ttl))
+            .into_iter()
+            .map(|f| (f.severity, f.what))
+            .collect()
+    }
+
+    #[test]
+    fn the_contract_table_has_no_findings() {
+        assert_eq!(findings(&table(|_| {}), &ttl_on("expires_at")), vec![]);
+    }
+
+    #[test]
+    fn wrong_keys_and_a_wrong_or_missing_gsi1_are_breaking() {
+        let ttl = ttl_on("expires_at");
+        assert_eq!(
+            findings(&table(|c| c.sk_type = ScalarAttributeType::N), &ttl),
+            vec![(Severity::Breaking, "table keys")]
+        );
+        assert_eq!(
+            findings(&table(|c| c.gsi = false), &ttl),
+            vec![(Severity::Breaking, "index gsi1")]
+        );
+        assert_eq!(
+            findings(&table(|c| c.projection = ProjectionType::KeysOnly), &ttl),
+            vec![(Severity::Breaking, "index gsi1")]
+        );
+        let f = check_schema(
+            "t",
+            &table(|c| c.sk_type = ScalarAttributeType::N),
+            Some(&ttl),
+        );
+        assert_eq!(f[0].found, "pk (S, partition), sk (N, sort)");
+    }
+
+    #[test]
+    fn stream_ttl_and_billing_differences_are_warnings_listed_after_breaking_ones() {
+        let d = table(|c| {
+            c.stream = Some(StreamViewType::NewImage);
+            c.billing = None;
+            c.gsi = false;
+        });
+        assert_eq!(
+            findings(&d, &ttl_on("ttl")),
+            vec![
+                (Severity::Breaking, "index gsi1"),
+                (Severity::Warning, "stream"),
+                (Severity::Warning, "TTL"),
+                (Severity::Warning, "billing"),
+            ]
+        );
+        let stream = check_schema(
+            "t",
+            &table(|c| c.stream = None),
+            Some(&ttl_on("expires_at")),
+        );
+        assert_eq!(stream.len(), 1);
+        assert_eq!(stream[0].found, "no stream");
+        assert!(
+            stream[0].consequence.contains("budget alerts"),
+            "{}",
+            stream[0]
+        );
+    }
 
     #[test]
     fn aggregate_updates_add_every_counter_and_set_dimensions_through_placeholders() {

@@ -7,6 +7,7 @@ use std::sync::Mutex;
 
 use meter_core::Counters;
 
+use crate::ingest::IngestError;
 use crate::plan::{PlannedTx, TxItem};
 
 /// Why one action of a cancelled transaction failed, in action order.
@@ -24,20 +25,21 @@ pub enum CancelReason {
     Other(String),
 }
 
-/// A store failure, classified once here for the retry logic.
+/// A store failure, classified once here (retryable, permanent, table
+/// missing, cancelled) in neutral words: each caller says what it means for
+/// its own reader. The Lambdas add their retry wording; the CLI and the
+/// dashboard call [`describe_for_operator`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("transaction cancelled ({})", summarise(.0))]
     Cancelled(Vec<CancelReason>),
-    #[error(
-        "DynamoDB is unavailable, throttling or timed out; the batch will be retried: {message}"
-    )]
+    #[error("DynamoDB could not be reached, was throttling or timed out (retryable): {message}")]
     Retryable {
         message: String,
         #[source]
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
     },
-    #[error("table `{table}` does not exist in this account and Region: create it with `bedrock-meter init` or check USAGE_TABLE and AWS_REGION")]
+    #[error("table `{table}` does not exist in this account and Region")]
     TableMissing { table: String },
     #[error("DynamoDB rejected the request (not retryable): {message}")]
     Permanent {
@@ -64,6 +66,217 @@ fn summarise(reasons: &[CancelReason]) -> String {
         .map(|(k, n)| format!("{k} x{n}"))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// What a store talks to, for messages to the person running a command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnInfo {
+    /// The table.
+    pub table: String,
+    /// The client's Region (`None`: none configured).
+    pub region: Option<String>,
+    /// The endpoint override (`AWS_ENDPOINT_URL_DYNAMODB`, else
+    /// `AWS_ENDPOINT_URL`); `None`: the Region's AWS endpoint.
+    pub endpoint: Option<String>,
+}
+
+impl ConnInfo {
+    /// The endpoint override the SDK applies, read through `get` (a
+    /// variable's value, if set).
+    pub fn endpoint_from(get: impl Fn(&str) -> Option<String>) -> Option<String> {
+        ["AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|k| get(k).filter(|v| !v.trim().is_empty()))
+    }
+
+    fn place(&self) -> String {
+        let region = self.region.as_deref().unwrap_or("no Region");
+        match &self.endpoint {
+            Some(e) => format!("in {region} at {e}"),
+            None => format!("in {region} at the AWS endpoint"),
+        }
+    }
+}
+
+/// What the caller was doing when the store failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reading aggregates or budgets (`report`, the dashboard, `budget list`).
+    Read,
+    /// Writing (`replay`, `backfill`, `budget set`).
+    Write,
+    /// Creating or checking the table (`init`).
+    Init,
+    /// Anything else (when the caller does not say).
+    Use,
+}
+
+impl Access {
+    fn verb(self) -> &'static str {
+        match self {
+            Access::Read => "could not read table",
+            Access::Write => "could not write to table",
+            Access::Init => "could not create or check table",
+            Access::Use => "could not use table",
+        }
+    }
+}
+
+/// What to check when DynamoDB cannot be reached.
+const CHECK_CONNECTION: &str =
+    "Check AWS_ENDPOINT_URL / network, AWS_REGION, credentials (AWS_PROFILE), USAGE_TABLE / --table";
+
+/// Error codes that mean the credentials or their permissions were refused.
+const AUTH_CODES: [&str; 9] = [
+    "AccessDeniedException",
+    "UnrecognizedClientException",
+    "InvalidSignatureException",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+];
+
+/// A [`StoreError`] worded for the person running a command (the CLI, the
+/// dashboard): what failed, where (table, Region, endpoint), and what to
+/// check. The Lambdas word their errors themselves (a failed batch is
+/// retried), so this text never says "retried".
+///
+/// ```text
+/// could not read table `bedrock-usage` in us-east-1 at http://127.0.0.1:9:
+/// connection refused. Check AWS_ENDPOINT_URL / network, AWS_REGION,
+/// credentials (AWS_PROFILE), USAGE_TABLE / --table
+/// ```
+pub fn describe_for_operator(err: &StoreError, conn: &ConnInfo, access: Access) -> String {
+    let what = format!("{} `{}` {}", access.verb(), conn.table, conn.place());
+    match err {
+        StoreError::TableMissing { .. } => format!(
+            "{what}: the table does not exist. Create it with `bedrock-meter init`, or check \
+             USAGE_TABLE / --table, AWS_REGION and AWS_ENDPOINT_URL"
+        ),
+        StoreError::Retryable { message, .. } => match transport_cause(err, message) {
+            Cause::Credentials(detail) => format!(
+                "no AWS credentials found: set AWS_PROFILE (a profile in ~/.aws/config), or \
+                 AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or run `aws sso login` for an SSO \
+                 profile ({what}; the SDK's credential chain said: {detail})"
+            ),
+            Cause::Connection(detail) => format!("{what}: {detail}. {CHECK_CONNECTION}"),
+            Cause::Timeout => format!("{what}: the request timed out. {CHECK_CONNECTION}"),
+            Cause::Service => format!(
+                "{what}: DynamoDB is throttling or unavailable ({message}). Try again in a \
+                 moment; if it persists, check the table's capacity and the AWS Health Dashboard"
+            ),
+        },
+        StoreError::Permanent { message, .. } => {
+            let code = message.split(':').next().unwrap_or_default().trim();
+            if AUTH_CODES.contains(&code) {
+                format!(
+                    "{what}: DynamoDB refused the credentials or their permissions ({message}). \
+                     Check AWS_PROFILE / AWS_ACCESS_KEY_ID (expired? another account?) and that \
+                     the IAM policy allows this on table `{}` and its index gsi1",
+                    conn.table
+                )
+            } else if code == "ValidationException" {
+                format!(
+                    "{what}: DynamoDB rejected the request ({message}). Check that the table has \
+                     the data contract's schema: `bedrock-meter init` compares it"
+                )
+            } else {
+                format!("{what}: DynamoDB rejected the request ({message}). {CHECK_CONNECTION}")
+            }
+        }
+        StoreError::Cancelled(_) => {
+            format!("{what}: {err}. Run the command again: records already counted are skipped")
+        }
+    }
+}
+
+/// [`describe_for_operator`] for a failed commit (`replay`, `backfill`).
+pub fn describe_ingest_for_operator(err: &IngestError, conn: &ConnInfo) -> String {
+    match err {
+        IngestError::RetriesExhausted { attempts, source } => format!(
+            "{} (gave up after {attempts} attempts; nothing of the failed group was counted, and \
+             records already counted are skipped when you run it again)",
+            describe_for_operator(source, conn, Access::Write)
+        ),
+        IngestError::Store(e) => describe_for_operator(e, conn, Access::Write),
+    }
+}
+
+/// A [`StoreError`] already worded by [`describe_for_operator`]: an error
+/// type for `anyhow` chains (its text is the whole story; it has no source,
+/// so a chain does not repeat the SDK's detail).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct OperatorError(pub String);
+
+impl OperatorError {
+    pub fn new(err: &StoreError, conn: &ConnInfo, access: Access) -> Self {
+        OperatorError(describe_for_operator(err, conn, access))
+    }
+}
+
+enum Cause {
+    Credentials(String),
+    Connection(String),
+    Timeout,
+    Service,
+}
+
+/// Why a retryable failure happened, from the error's source chain and the
+/// SDK's wording of the failure kind (`dispatch failure`, `request has timed
+/// out`, `response error`; service errors are `Code: message`).
+fn transport_cause(err: &StoreError, message: &str) -> Cause {
+    let mut io: Option<&std::io::Error> = None;
+    let mut innermost = None;
+    let mut cur = std::error::Error::source(err);
+    while let Some(e) = cur {
+        if let Some(c) = e.downcast_ref::<aws_credential_types::provider::error::CredentialsError>()
+        {
+            let first_line = |e: &dyn std::error::Error| {
+                e.to_string().lines().next().unwrap_or_default().to_string()
+            };
+            let detail = match std::error::Error::source(c) {
+                // "no credentials found in chain. Attempted:" then one line per provider.
+                Some(s) => format!(
+                    "{}: {}",
+                    first_line(c),
+                    first_line(s).trim_end_matches(" Attempted:")
+                ),
+                None => first_line(c),
+            };
+            return Cause::Credentials(detail);
+        }
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            io.get_or_insert(e);
+        }
+        innermost = Some(e.to_string());
+        cur = e.source();
+    }
+    if message.starts_with("request has timed out") {
+        return Cause::Timeout;
+    }
+    if let Some(e) = io {
+        return Cause::Connection(match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => "connection refused".into(),
+            std::io::ErrorKind::ConnectionReset => "connection reset".into(),
+            std::io::ErrorKind::TimedOut => "connection timed out".into(),
+            _ => format!("connection failed: {e}"),
+        });
+    }
+    if message.starts_with("dispatch failure") || message.starts_with("response error") {
+        let detail = innermost.unwrap_or_else(|| message.to_string());
+        if detail.contains("timed out") || detail.contains("timeout") {
+            return Cause::Timeout;
+        }
+        if detail.contains("Connection refused") {
+            return Cause::Connection("connection refused".into());
+        }
+        return Cause::Connection(format!("connection failed: {detail}"));
+    }
+    Cause::Service
 }
 
 /// A committed transaction.
@@ -185,5 +398,135 @@ impl UsageStore for MemoryUsageStore {
         Ok(TxCommitted {
             write_units: 2.0 * tx.items.len() as f64,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn conn() -> ConnInfo {
+        ConnInfo {
+            table: "usage-x".into(),
+            region: Some("us-east-1".into()),
+            endpoint: Some("http://127.0.0.1:9".into()),
+        }
+    }
+
+    /// An error wrapping `inner`, like the SDK's dispatch failure does.
+    #[derive(Debug, thiserror::Error)]
+    #[error("dispatch failure")]
+    struct Dispatch(#[source] Box<dyn std::error::Error + Send + Sync>);
+
+    fn retryable(inner: Box<dyn std::error::Error + Send + Sync>) -> StoreError {
+        StoreError::Retryable {
+            message: "dispatch failure: io error".into(),
+            source: Some(Box::new(Dispatch(inner))),
+        }
+    }
+
+    #[test]
+    fn a_refused_connection_names_the_table_region_endpoint_and_what_to_check() {
+        let e = retryable(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionRefused,
+        )));
+        let text = describe_for_operator(&e, &conn(), Access::Read);
+        assert_eq!(
+            text,
+            "could not read table `usage-x` in us-east-1 at http://127.0.0.1:9: connection \
+             refused. Check AWS_ENDPOINT_URL / network, AWS_REGION, credentials (AWS_PROFILE), \
+             USAGE_TABLE / --table"
+        );
+    }
+
+    #[test]
+    fn missing_credentials_say_so_first_and_how_to_set_them() {
+        let e = retryable(Box::new(
+            aws_credential_types::provider::error::CredentialsError::not_loaded(
+                "no credentials found in chain",
+            ),
+        ));
+        let text = describe_for_operator(&e, &conn(), Access::Write);
+        assert!(
+            text.starts_with("no AWS credentials found: set AWS_PROFILE"),
+            "{text}"
+        );
+        assert!(
+            text.contains("could not write to table `usage-x`"),
+            "{text}"
+        );
+        assert!(text.contains("no credentials found in chain"), "{text}");
+    }
+
+    #[test]
+    fn operator_wording_never_promises_a_retry() {
+        let errors = [
+            StoreError::TableMissing {
+                table: "usage-x".into(),
+            },
+            StoreError::Retryable {
+                message: "ThrottlingException: slow down".into(),
+                source: None,
+            },
+            StoreError::Retryable {
+                message: "request has timed out".into(),
+                source: None,
+            },
+            StoreError::Permanent {
+                message: "UnrecognizedClientException: The security token is invalid".into(),
+                source: None,
+            },
+            StoreError::Permanent {
+                message: "ValidationException: The table does not have the specified index: gsi1"
+                    .into(),
+                source: None,
+            },
+            StoreError::Cancelled(vec![CancelReason::Throttled]),
+        ];
+        let want = [
+            "bedrock-meter init",
+            "throttling or unavailable",
+            "timed out",
+            "credentials or their permissions",
+            "`bedrock-meter init` compares it",
+            "transaction cancelled (Throttled x1)",
+        ];
+        for (e, want) in errors.iter().zip(want) {
+            for access in [Access::Read, Access::Write, Access::Init, Access::Use] {
+                let text = describe_for_operator(e, &conn(), access);
+                assert!(text.contains(want), "{text}");
+                assert!(text.contains("`usage-x`"), "{text}");
+                assert!(!text.contains("retried"), "{text}");
+                assert!(!e.to_string().contains("retried"), "{e}");
+            }
+        }
+    }
+
+    #[test]
+    fn without_an_endpoint_override_the_aws_endpoint_is_named() {
+        let c = ConnInfo {
+            endpoint: None,
+            region: None,
+            ..conn()
+        };
+        let text = describe_for_operator(
+            &StoreError::TableMissing {
+                table: "usage-x".into(),
+            },
+            &c,
+            Access::Read,
+        );
+        assert!(
+            text.starts_with("could not read table `usage-x` in no Region at the AWS endpoint"),
+            "{text}"
+        );
+        assert_eq!(
+            ConnInfo::endpoint_from(|k| (k == "AWS_ENDPOINT_URL").then(|| "http://h:1".into())),
+            Some("http://h:1".into())
+        );
+        assert_eq!(
+            ConnInfo::endpoint_from(|k| Some(format!("http://{k}"))),
+            Some("http://AWS_ENDPOINT_URL_DYNAMODB".into())
+        );
     }
 }

@@ -2,7 +2,11 @@
 //!
 //! - [`FakeSns`]: an HTTP server speaking SNS's Query API `Publish`; it
 //!   records every request it accepts (decoded form parameters) and can fail
-//!   (HTTP 500 `InternalError`) or hang (never answer) on demand.
+//!   (HTTP 500 `InternalError`) or hang (never answer) on demand. A request
+//!   that is not a valid `Publish` to the topic is answered 400 and recorded
+//!   as a problem, which fails the test in its own body: at the next
+//!   [`FakeSns::published`] or when the fake is dropped (a panic inside the
+//!   server's task would only drop the connection).
 //! - [`LambdaRuntime`]: the Lambda Runtime API (`/next`, `/response`,
 //!   `/error`) serving the events the test hands it to the real
 //!   `budget-alerts` binary, started as a child process and killed by PID.
@@ -41,25 +45,34 @@ fn boxed<F: Future<Output = Response> + Send + 'static>(
     Box::pin(f)
 }
 
+/// Problems a test server met (requests it could not handle), reported in
+/// the test body rather than panicking inside the server's tasks.
+pub type Problems = Arc<Mutex<Vec<String>>>;
+
 /// A minimal HTTP/1.1 server (Content-Length bodies, keep-alive) on an
-/// ephemeral loopback port; stopped when the test's runtime ends.
-pub async fn serve(handler: Handler) -> u16 {
+/// ephemeral loopback port; stopped when the test's runtime ends. Requests
+/// it cannot parse are recorded in `problems`.
+pub async fn serve(handler: Handler, problems: Problems) -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind 127.0.0.1");
     let port = listener.local_addr().expect("local addr").port();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            let handler = handler.clone();
+            let (handler, problems) = (handler.clone(), problems.clone());
             tokio::spawn(async move {
-                let _ = connection(stream, handler).await;
+                if let Err(problem) = connection(stream, handler).await {
+                    problems.lock().unwrap().push(problem);
+                }
             });
         }
     });
     port
 }
 
-async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<()> {
+/// Serves one connection. `Err`: a request the server cannot handle (I/O
+/// errors are the client's business and end the connection quietly).
+async fn connection(mut stream: TcpStream, handler: Handler) -> Result<(), String> {
     let mut buf = Vec::new();
     loop {
         let head_end = loop {
@@ -67,7 +80,9 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<
                 break p;
             }
             let mut chunk = [0u8; 8192];
-            let n = stream.read(&mut chunk).await?;
+            let Ok(n) = stream.read(&mut chunk).await else {
+                return Ok(());
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -84,10 +99,11 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<
         for l in lines {
             if let Some((k, v)) = l.split_once(':') {
                 let k = k.trim().to_ascii_lowercase();
-                assert!(
-                    !(k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked")),
-                    "the test HTTP server does not support chunked bodies ({method} {path})"
-                );
+                if k == "transfer-encoding" && v.to_ascii_lowercase().contains("chunked") {
+                    return Err(format!(
+                        "the test HTTP server does not support chunked bodies ({method} {path})"
+                    ));
+                }
                 if k == "content-length" {
                     len = v.trim().parse().unwrap_or(0);
                 }
@@ -96,7 +112,9 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<
         let body_start = head_end + 4;
         while buf.len() < body_start + len {
             let mut chunk = [0u8; 8192];
-            let n = stream.read(&mut chunk).await?;
+            let Ok(n) = stream.read(&mut chunk).await else {
+                return Ok(());
+            };
             if n == 0 {
                 return Ok(());
             }
@@ -114,8 +132,10 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> std::io::Result<
             out.push_str(&format!("{k}: {v}\r\n"));
         }
         out.push_str("\r\n");
-        stream.write_all(out.as_bytes()).await?;
-        stream.write_all(&body).await?;
+        if stream.write_all(out.as_bytes()).await.is_err() || stream.write_all(&body).await.is_err()
+        {
+            return Ok(());
+        }
     }
 }
 
@@ -216,6 +236,25 @@ pub struct FakeSns {
     pub published: Arc<Mutex<Vec<Published>>>,
     /// Requests that got no answer or an error.
     pub refused: Arc<Mutex<usize>>,
+    /// Requests that were not a valid `Publish` to [`TOPIC_ARN`].
+    problems: Problems,
+}
+
+/// Why a request is not a `Publish` to [`TOPIC_ARN`] as the SDK sends it.
+fn publish_problem(req: &Request, params: &HashMap<String, String>) -> Option<String> {
+    if req.method != "POST" {
+        return Some(format!(
+            "SNS Query API requests are POSTs, got {} {}",
+            req.method, req.path
+        ));
+    }
+    if params.get("Action").map(String::as_str) != Some("Publish") {
+        return Some(format!("expected Action=Publish: {params:?}"));
+    }
+    if params.get("TopicArn").map(String::as_str) != Some(TOPIC_ARN) {
+        return Some(format!("expected TopicArn={TOPIC_ARN}: {params:?}"));
+    }
+    None
 }
 
 pub const TOPIC_ARN: &str = "arn:aws:sns:us-east-1:111111111111:bedrock-budget-alerts";
@@ -225,18 +264,22 @@ impl FakeSns {
         let mode = Arc::new(Mutex::new(SnsMode::Accept));
         let published = Arc::new(Mutex::new(Vec::new()));
         let refused = Arc::new(Mutex::new(0));
-        let (m, p, r) = (mode.clone(), published.clone(), refused.clone());
+        let problems: Problems = Arc::new(Mutex::new(Vec::new()));
+        let (m, p, r, bad) = (
+            mode.clone(),
+            published.clone(),
+            refused.clone(),
+            problems.clone(),
+        );
         let handler: Handler = Arc::new(move |req: Request| {
-            let (m, p, r) = (m.clone(), p.clone(), r.clone());
+            let (m, p, r, bad) = (m.clone(), p.clone(), r.clone(), bad.clone());
             boxed(async move {
                 let params = form(&req.body);
-                assert_eq!(req.method, "POST", "SNS Query API requests are POSTs");
-                assert_eq!(
-                    params.get("Action").map(String::as_str),
-                    Some("Publish"),
-                    "{params:?}"
-                );
-                assert_eq!(params.get("TopicArn").map(String::as_str), Some(TOPIC_ARN));
+                if let Some(problem) = publish_problem(&req, &params) {
+                    bad.lock().unwrap().push(problem);
+                    return Some((400, vec![("content-type".into(), "text/xml".into())],
+                        b"<ErrorResponse><Error><Type>Sender</Type><Code>InvalidParameter</Code><Message>not a Publish to the test topic</Message></Error><RequestId>r</RequestId></ErrorResponse>".to_vec()));
+                }
                 let mode = *m.lock().unwrap();
                 match mode {
                     SnsMode::Hang => {
@@ -264,21 +307,49 @@ impl FakeSns {
                 }
             })
         });
-        let port = serve(handler).await;
+        let port = serve(handler, problems.clone()).await;
         FakeSns {
             port,
             mode,
             published,
             refused,
+            problems,
         }
+    }
+
+    /// Requests that were not a valid `Publish` to the topic, or that the
+    /// server could not parse.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap().clone()
+    }
+
+    /// Panics (in the test's body) when the fake met a bad request.
+    pub fn assert_no_problems(&self) {
+        let problems = self.problems();
+        assert!(
+            problems.is_empty(),
+            "the fake SNS got requests it should not have: {problems:#?}"
+        );
     }
 
     pub fn set_mode(&self, mode: SnsMode) {
         *self.mode.lock().unwrap() = mode;
     }
 
+    /// Every accepted `Publish`; fails first if any request was bad.
     pub fn published(&self) -> Vec<Published> {
+        self.assert_no_problems();
         self.published.lock().unwrap().clone()
+    }
+}
+
+impl Drop for FakeSns {
+    fn drop(&mut self) {
+        // A test that never looks at `published()` still fails on a bad
+        // request (unless it is already failing).
+        if !std::thread::panicking() {
+            self.assert_no_problems();
+        }
     }
 }
 
@@ -290,6 +361,8 @@ pub struct LambdaRuntime {
     child: Option<Child>,
     pub log: PathBuf,
     counter: Mutex<u64>,
+    /// Requests the Runtime API server could not parse.
+    problems: Problems,
 }
 
 fn workspace() -> PathBuf {
@@ -360,7 +433,8 @@ impl LambdaRuntime {
                 Some((202, vec![], b"{}".to_vec()))
             })
         });
-        let port = serve(handler).await;
+        let problems: Problems = Arc::new(Mutex::new(Vec::new()));
+        let port = serve(handler, problems.clone()).await;
         let mut rt = LambdaRuntime {
             port,
             events: etx,
@@ -369,6 +443,7 @@ impl LambdaRuntime {
             log: std::env::temp_dir()
                 .join(format!("budget-alerts-{name}-{}.log", std::process::id())),
             counter: Mutex::new(0),
+            problems,
         };
         rt.spawn(table, sns);
         rt
@@ -427,6 +502,11 @@ impl LambdaRuntime {
         let id = self.send(event);
         let mut rx = self.responses.lock().await;
         loop {
+            let problems = self.problems.lock().unwrap().clone();
+            assert!(
+                problems.is_empty(),
+                "the Runtime API got requests it could not handle: {problems:?}"
+            );
             match tokio::time::timeout(Duration::from_secs(90), rx.recv()).await {
                 Ok(Some((rid, Ok(v)))) if rid == id => return v,
                 Ok(Some((rid, Err(e)))) if rid == id || rid == "init" => {
@@ -434,7 +514,8 @@ impl LambdaRuntime {
                 }
                 Ok(Some(_)) => continue,
                 _ => panic!(
-                    "budget-alerts did not answer within 90 s\n{}",
+                    "budget-alerts did not answer within 90 s (Runtime API problems: {:?})\n{}",
+                    self.problems.lock().unwrap(),
                     self.log_text()
                 ),
             }
@@ -474,7 +555,7 @@ impl StreamReader {
             .to_string();
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         StreamReader {
-            client: aws_sdk_dynamodbstreams::Client::new(&sdk),
+            client: aws_call_log::client(&sdk, aws_call_log::TEST_HARNESS),
             arn,
             iterators: HashMap::new(),
         }

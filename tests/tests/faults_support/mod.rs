@@ -19,8 +19,14 @@
 //! `Connection: close` and every answer says so too, so the SDK never reuses a
 //! connection the proxy is about to drop (which would inject faults we did
 //! not count).
+//!
+//! [`GateProxy`] reuses the same plumbing to stop a client at a chosen
+//! transaction, so that a test can kill it there (see its docs).
 
-use std::collections::BTreeMap;
+// Several test binaries include this module and each uses a part of it.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -472,4 +478,318 @@ fn error_response(status: u16, reason: &str, body: &str) -> Vec<u8> {
         crc.sum()
     )
     .into_bytes()
+}
+
+// ------------------------------------------------------------- kill points
+
+/// Where [`GateProxy`] stops the client, counted in *new* transactions of
+/// the run: `TransactWriteItems` requests none of whose markers the proxy has
+/// seen applied (a rerun first re-sends what earlier runs applied; those are
+/// cancelled by their markers and not counted).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KillPoint {
+    /// The n-th new transaction (1-based) is held and never forwarded.
+    BeforeForwarding(usize),
+    /// The n-th new transaction is forwarded and applied; its answer is
+    /// never delivered.
+    AppliedAnswerWithheld(usize),
+    /// The n-th new transaction's answer is delivered and the client has
+    /// read it (it closed the connection); every later request is held.
+    BetweenTransactions(usize),
+}
+
+impl KillPoint {
+    fn n(self) -> usize {
+        match self {
+            KillPoint::BeforeForwarding(n)
+            | KillPoint::AppliedAnswerWithheld(n)
+            | KillPoint::BetweenTransactions(n) => n,
+        }
+    }
+
+    /// New transactions applied when the client is stopped here, with one
+    /// request at a time.
+    pub fn applied_when_sequential(self) -> usize {
+        match self {
+            KillPoint::BeforeForwarding(n) => n - 1,
+            KillPoint::AppliedAnswerWithheld(n) | KillPoint::BetweenTransactions(n) => n,
+        }
+    }
+}
+
+/// What a [`GateProxy`] has seen.
+#[derive(Debug, Clone, Default)]
+pub struct GateStats {
+    /// Marker keys (`pk`) of every transaction DynamoDB applied through the
+    /// proxy (answered 200), over all runs.
+    pub applied_markers: BTreeSet<String>,
+    /// Transactions applied, over all runs.
+    pub applied_transactions: usize,
+    /// Transactions DynamoDB refused (cancelled), over all runs.
+    pub refused_transactions: usize,
+    /// New transactions applied since the last [`GateProxy::arm`].
+    pub applied_in_run: usize,
+    /// Anything the proxy could not handle (a test bug).
+    pub problems: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct Gate {
+    point: Option<KillPoint>,
+    /// New transactions that arrived since the last arm.
+    new_seen: usize,
+    /// Requests are held from now on.
+    closed: bool,
+    /// The kill point's own effect is complete.
+    settled: bool,
+    /// Requests forwarded whose answer has not come back from upstream.
+    in_flight: usize,
+    stats: GateStats,
+}
+
+/// A loopback proxy in front of DynamoDB Local that forwards every request
+/// until an armed [`KillPoint`], then holds every request (never forwarding
+/// it), so that the table stays exactly as it was at that point while the
+/// test kills the client. It records the markers of every transaction it saw
+/// applied, which is what the table must then hold.
+pub struct GateProxy {
+    pub addr: SocketAddr,
+    gate: Arc<Mutex<Gate>>,
+    changed: tokio::sync::watch::Sender<u64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for GateProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl GateProxy {
+    /// Starts the proxy on 127.0.0.1 (an ephemeral port), open: everything
+    /// is forwarded until [`GateProxy::arm`].
+    pub async fn start(upstream: SocketAddr) -> GateProxy {
+        assert!(upstream.ip().is_loopback(), "only ever proxy to loopback");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy address");
+        let gate = Arc::new(Mutex::new(Gate::default()));
+        let (changed, _) = tokio::sync::watch::channel(0u64);
+        let task = {
+            let (gate, changed) = (gate.clone(), changed.clone());
+            tokio::spawn(async move {
+                loop {
+                    let Ok((conn, _)) = listener.accept().await else {
+                        continue;
+                    };
+                    let (gate, changed) = (gate.clone(), changed.clone());
+                    tokio::spawn(async move {
+                        if let Err(problem) = gate_serve(conn, upstream, &gate, &changed).await {
+                            gate.lock().unwrap().stats.problems.push(problem);
+                            changed.send_modify(|v| *v += 1);
+                        }
+                    });
+                }
+            })
+        };
+        GateProxy {
+            addr,
+            gate,
+            changed,
+            task,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Opens the gate and stops the next run at `point` (`None`: never).
+    /// Call it only while no client is running.
+    pub fn arm(&self, point: Option<KillPoint>) {
+        let mut g = self.gate.lock().unwrap();
+        assert_eq!(g.in_flight, 0, "armed while requests are in flight");
+        g.point = point;
+        g.new_seen = 0;
+        g.closed = false;
+        g.settled = false;
+        g.stats.applied_in_run = 0;
+    }
+
+    pub fn stats(&self) -> GateStats {
+        self.gate.lock().unwrap().stats.clone()
+    }
+
+    /// Waits until the armed point is reached and settled and no forwarded
+    /// request is still waiting for DynamoDB: from then on the table does
+    /// not change. Panics after `limit`, or when `exited` reports the client
+    /// gone first.
+    pub async fn wait_until_stopped(
+        &self,
+        limit: Duration,
+        mut exited: impl FnMut() -> Option<String>,
+    ) -> GateStats {
+        let mut rx = self.changed.subscribe();
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            {
+                let g = self.gate.lock().unwrap();
+                if g.closed && g.settled && g.in_flight == 0 {
+                    return g.stats.clone();
+                }
+            }
+            if let Some(status) = exited() {
+                panic!(
+                    "the client ended ({status}) before its kill point {:?}",
+                    self.gate.lock().unwrap().point
+                );
+            }
+            // Woken by any change of the gate; the timeout re-checks `exited`.
+            let _ = tokio::time::timeout(Duration::from_millis(100), rx.changed()).await;
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the kill point {:?} was not reached within {limit:?}: {:?}",
+                self.gate.lock().unwrap().point,
+                self.stats()
+            );
+        }
+    }
+}
+
+/// Marker keys (`pk` of the `Put` items starting `R#`) of a
+/// `TransactWriteItems` body.
+fn marker_keys(body: &[u8]) -> Result<Vec<String>, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| format!("transaction body: {e}"))?;
+    let items = v["TransactItems"]
+        .as_array()
+        .ok_or("a transaction without TransactItems")?;
+    Ok(items
+        .iter()
+        .filter_map(|i| i["Put"]["Item"]["pk"]["S"].as_str())
+        .filter(|pk| pk.starts_with("R#"))
+        .map(str::to_string)
+        .collect())
+}
+
+fn status_of(answer: &[u8]) -> Option<u16> {
+    let line = answer.split(|&b| b == b'\r').next()?;
+    std::str::from_utf8(line)
+        .ok()?
+        .split(' ')
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// Holds a connection without answering, until the test ends.
+async fn hold(conn: TcpStream) {
+    let _conn = conn;
+    std::future::pending::<()>().await;
+}
+
+async fn gate_serve(
+    mut conn: TcpStream,
+    upstream: SocketAddr,
+    gate: &Mutex<Gate>,
+    changed: &tokio::sync::watch::Sender<u64>,
+) -> Result<(), String> {
+    let Some(req) = read_request(&mut conn).await? else {
+        return Ok(());
+    };
+    let notify = || changed.send_modify(|v| *v += 1);
+    let is_tx = req.target.ends_with(".TransactWriteItems");
+    let markers = if is_tx {
+        marker_keys(&req.body)?
+    } else {
+        Vec::new()
+    };
+    // Decide under the lock, in arrival order: hold, or forward (noting
+    // whether this is the kill point).
+    enum Decision {
+        Hold { reached: bool },
+        Forward(Option<KillPoint>),
+    }
+    let decision = {
+        let mut g = gate.lock().unwrap();
+        if g.closed {
+            Decision::Hold { reached: false }
+        } else {
+            let new = is_tx
+                && !markers.is_empty()
+                && !markers.iter().any(|m| g.stats.applied_markers.contains(m));
+            let point = if new {
+                g.new_seen += 1;
+                g.point.filter(|p| p.n() == g.new_seen)
+            } else {
+                None
+            };
+            if let Some(KillPoint::BeforeForwarding(_)) = point {
+                g.closed = true;
+                g.settled = true;
+                Decision::Hold { reached: true }
+            } else {
+                if point.is_some() {
+                    // Nothing after this transaction goes through.
+                    g.closed = true;
+                }
+                g.in_flight += 1;
+                Decision::Forward(point)
+            }
+        }
+    };
+    let point = match decision {
+        Decision::Hold { reached } => {
+            if reached {
+                notify();
+            }
+            hold(conn).await;
+            return Ok(());
+        }
+        Decision::Forward(point) => point,
+    };
+    let forwarded = forward(upstream, &req).await;
+    {
+        let mut g = gate.lock().unwrap();
+        g.in_flight -= 1;
+        if let Ok(answer) = &forwarded {
+            if is_tx {
+                if status_of(answer) == Some(200) {
+                    g.stats.applied_transactions += 1;
+                    let new = !markers.is_empty()
+                        && !markers.iter().any(|m| g.stats.applied_markers.contains(m));
+                    if new {
+                        g.stats.applied_in_run += 1;
+                    }
+                    g.stats.applied_markers.extend(markers.iter().cloned());
+                } else {
+                    g.stats.refused_transactions += 1;
+                }
+            }
+        }
+        if let Some(KillPoint::AppliedAnswerWithheld(_)) = point {
+            g.settled = true;
+        }
+    }
+    notify();
+    let answer = forwarded?;
+    if let Some(KillPoint::AppliedAnswerWithheld(_)) = point {
+        hold(conn).await;
+        return Ok(());
+    }
+    let _ = conn.write_all(&answer).await;
+    let _ = conn.shutdown().await;
+    if let Some(KillPoint::BetweenTransactions(_)) = point {
+        // The client closes its end once it has read the whole answer.
+        let mut rest = [0u8; 1024];
+        let read_all = async { while matches!(conn.read(&mut rest).await, Ok(n) if n > 0) {} };
+        if tokio::time::timeout(Duration::from_secs(30), read_all)
+            .await
+            .is_err()
+        {
+            return Err("the client did not close the connection within 30 s".into());
+        }
+        gate.lock().unwrap().settled = true;
+        notify();
+    }
+    Ok(())
 }

@@ -1,0 +1,92 @@
+//! [`UsageReader`] on the usage table through meter-store (feature
+//! `dynamodb`): each method is one access pattern, one paginated Query;
+//! budgets are one Query of the `BUDGET` partition.
+
+use meter_core::{Day, Month};
+use meter_store::budgets::BudgetScope;
+use meter_store::dynamo::{AccessPattern, StampedRow};
+use meter_store::{DynamoDbUsageStore, StoreError};
+
+use crate::model::{BudgetLimits, BudgetOwner, Row};
+use crate::reader::{ReadError, UsageReader};
+
+/// A store failure as the views report it: the store's own words, with the
+/// error kept as the source.
+fn read_error(e: StoreError, store: &DynamoDbUsageStore) -> ReadError {
+    ReadError {
+        message: format!("reading table `{}`: {e}", store.table()),
+        source: Some(Box::new(e)),
+    }
+}
+
+fn row(s: StampedRow) -> Row {
+    let r = s.row;
+    Row {
+        kind: r.kind,
+        user: r.user,
+        model: r.model,
+        day: r.day,
+        month: r.month,
+        invocations: r.invocations,
+        errors: r.errors,
+        input_tokens: r.input_tokens,
+        output_tokens: r.output_tokens,
+        cache_read_input_tokens: r.cache_read_input_tokens,
+        cache_write_input_tokens: r.cache_write_input_tokens,
+        unpriced_invocations: r.unpriced_invocations,
+        cost_usd: r.cost_usd,
+        cost: r.cost,
+        updated_at: s.updated_at,
+    }
+}
+
+async fn read(store: &DynamoDbUsageStore, p: AccessPattern<'_>) -> Result<Vec<Row>, ReadError> {
+    store
+        .read_stamped(p)
+        .await
+        .map(|rows| rows.into_iter().map(row).collect())
+        .map_err(|e| read_error(e, store))
+}
+
+impl UsageReader for DynamoDbUsageStore {
+    async fn users_on_day(&self, day: Day) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::UsersOnDay(day)).await
+    }
+
+    async fn models_on_day(&self, day: Day) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::ModelsOnDay(day)).await
+    }
+
+    async fn users_in_month(&self, month: Month) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::UsersInMonth(month)).await
+    }
+
+    async fn user_days(&self, user: &str, from: Day, to: Day) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::UserDays { user, from, to }).await
+    }
+
+    async fn user_month(&self, user: &str, month: Month) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::UserMonth { user, month }).await
+    }
+
+    async fn model_days(&self, model: &str, from: Day, to: Day) -> Result<Vec<Row>, ReadError> {
+        read(self, AccessPattern::ModelDays { model, from, to }).await
+    }
+
+    async fn budgets(&self) -> Result<Vec<BudgetLimits>, ReadError> {
+        let list = self.list_budgets().await.map_err(|e| read_error(e, self))?;
+        Ok(list
+            .into_iter()
+            .map(|b| BudgetLimits {
+                owner: match b.scope {
+                    BudgetScope::Org => BudgetOwner::Org,
+                    BudgetScope::Default => BudgetOwner::Default,
+                    BudgetScope::User(u) => BudgetOwner::User(u),
+                },
+                daily: b.daily,
+                monthly: b.monthly,
+                thresholds: b.thresholds.pcts().to_vec(),
+            })
+            .collect())
+    }
+}
