@@ -44,7 +44,7 @@ scripts/with-dynamodb-local.sh cargo test --workspace --offline "$@"
 if [ -n "$iam_calls" ]; then
   step "IAM: record the demo's CLI calls (init, replay, report); unit tests of infra/iam_check.py"
   scripts/with-dynamodb-local.sh scripts/demo.sh >/dev/null
-  python3 -m unittest discover -s tests/iam
+  python3 -B -m unittest discover -s tests/iam
   unset BEDROCK_METER_CALL_LOG
 fi
 # --- end IAM ---------------------------------------------------------------------

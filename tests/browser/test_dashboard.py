@@ -143,6 +143,7 @@ def stop_server():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+        proc.stdout.close()
 
 
 def url(path):

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
-import json
 import sys
 import tempfile
 import unittest

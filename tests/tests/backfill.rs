@@ -325,7 +325,7 @@ fn state_keys(path: &PathBuf) -> BTreeSet<String> {
 
 /// Objects committed before the kill: the backfill sends one transaction
 /// per object here (a handful of records each).
-const COMMITTED_BEFORE_KILL: usize = 6;
+const COMMITTED_BEFORE_KILL: usize = 7;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_counts_exactly_the_rest(
@@ -348,10 +348,13 @@ async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_co
     );
     let state = std::env::temp_dir().join(format!("backfill-{}.state", store.table()));
 
-    // GIVEN a backfill killed (SIGKILL) while its 7th object's transaction
-    // is held by the gate, never forwarded: exactly 6 objects committed.
+    // GIVEN a backfill killed (SIGKILL) once its 7th object's transaction
+    // was applied but before the answer reached it: exactly 7 objects
+    // committed, the 7th certainly not yet in the state file.
     let gate = GateProxy::start(upstream_from_env()).await;
-    gate.arm(Some(KillPoint::BeforeForwarding(COMMITTED_BEFORE_KILL + 1)));
+    gate.arm(Some(KillPoint::AppliedAnswerWithheld(
+        COMMITTED_BEFORE_KILL,
+    )));
     let mut first = backfill_command_via(
         &moto,
         &gate.url(),
@@ -373,7 +376,7 @@ async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_co
     assert!(stats.problems.is_empty(), "{:?}", stats.problems);
     let markers = marker_keys(&store).await;
     assert_eq!(markers, stats.applied_markers);
-    // The markers are those of 6 whole objects.
+    // The markers are those of 7 whole objects.
     let committed: BTreeSet<&str> = in_range
         .iter()
         .filter(|o| o.recs.iter().any(|r| markers.contains(&marker_pk(r))))
@@ -401,10 +404,14 @@ async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_co
         .filter(|o| committed.contains(o.key.as_str()) && !checkpointed.contains(&o.key))
         .map(|o| o.recs.len())
         .sum();
+    assert!(
+        checkpointed.len() < committed.len() && found_counted > 0,
+        "the object in flight is committed but not checkpointed: {checkpointed:?}"
+    );
 
     println!(
-        "killed at the {}th object's transaction: {} of {} objects committed ({} records), {} in the state file",
-        COMMITTED_BEFORE_KILL + 1,
+        "killed with the {}th object's transaction applied: {} of {} objects committed ({} records), {} in the state file",
+        COMMITTED_BEFORE_KILL,
         committed.len(),
         in_range.len(),
         committed_recs.len(),

@@ -108,6 +108,14 @@ fn show(config: &Config, check: Option<&Path>) -> anyhow::Result<ExitCode> {
         (None, None) => (PriceTable::builtin(), "built-in".to_string()),
     };
     let meta = table.meta();
+    // One write at the end: a closed pipe (`| head`) ends output quietly.
+    let mut out = String::new();
+    macro_rules! println {
+        ($($arg:tt)*) => {{
+            out.push_str(&format!($($arg)*));
+            out.push('\n');
+        }};
+    }
     println!("price table: {origin}");
     println!(
         "version {}, checked {}, {}; rates per 1M tokens",
@@ -136,6 +144,7 @@ fn show(config: &Config, check: Option<&Path>) -> anyhow::Result<ExitCode> {
             table.entries().len(),
             table.aliases().len()
         );
+        crate::emit(&out);
         return Ok(ExitCode::SUCCESS);
     }
     let opt = |r: Option<RatePerMillion>| r.map_or("-".to_string(), |r| r.to_string());
@@ -180,6 +189,7 @@ fn show(config: &Config, check: Option<&Path>) -> anyhow::Result<ExitCode> {
     for (alias, target) in table.aliases() {
         println!("alias {alias} -> {target}");
     }
+    crate::emit(&out);
     Ok(ExitCode::SUCCESS)
 }
 
