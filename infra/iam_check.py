@@ -62,6 +62,7 @@ FUNCTIONS = {
     "ingest": "IngestFunction",
     "kinesis-ingest": "KinesisIngestFunction",
     "budget-alerts": "BudgetAlertsFunction",
+    "dashboard-widget": "DashboardWidgetFunction",
 }
 OPERATOR = "operator"
 HARNESS = "test-harness"

@@ -39,6 +39,11 @@ fi
 step "cargo test --workspace, with DynamoDB Local on 127.0.0.1 in a private network namespace"
 scripts/with-dynamodb-local.sh cargo test --workspace --offline "$@"
 
+step "dashboard in a real browser: headless Debian chromium + Playwright against DynamoDB Local"
+# Screenshots of every page: target/dashboard-screenshots/. The dashboard's
+# reads are recorded too (cli dashboard) when the call log is on.
+scripts/browser-tests.sh
+
 # --- IAM: the operator commands no test runs as a process (init, report) are
 # recorded from the demo; then the checker's own unit tests.
 if [ -n "$iam_calls" ]; then

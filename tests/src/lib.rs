@@ -65,6 +65,12 @@ fn in_process_component() -> &'static str {
     }
 }
 
+/// A store on an existing table whose calls are recorded as `component`'s
+/// (a function whose handler a test runs in process, for the IAM check).
+pub async fn store_as(component: &str, table: &str) -> DynamoDbUsageStore {
+    DynamoDbUsageStore::new(client_for(component).await, table)
+}
+
 /// Creates a table of its own for one test: the data contract's schema
 /// without the stream, which only the budget-alert tests read (they use
 /// [`fresh_store_with_stream`]). DynamoDB Local slows down with every stream

@@ -49,12 +49,7 @@ fn free_port() -> u16 {
 
 /// Polls `ready` every 20 ms until it holds; panics with `what` after
 /// `limit`, or as soon as `child` exits.
-fn wait_until(
-    what: &str,
-    limit: Duration,
-    child: &mut Child,
-    mut ready: impl FnMut() -> bool,
-) {
+fn wait_until(what: &str, limit: Duration, child: &mut Child, mut ready: impl FnMut() -> bool) {
     let started = Instant::now();
     while !ready() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -309,7 +304,10 @@ async fn sample_events_flow_through_the_lambda_runtime_emulator_into_the_table_w
     let started = Instant::now();
     let logs = loop {
         let logs = std::fs::read_to_string(&log_path).unwrap();
-        let summaries = logs.lines().filter(|l| l.contains("batch ingested")).count();
+        let summaries = logs
+            .lines()
+            .filter(|l| l.contains("batch ingested"))
+            .count();
         let emf = logs.lines().filter(|l| l.contains("\"_aws\"")).count();
         if summaries >= 2 && emf >= 2 {
             break logs;
@@ -345,10 +343,14 @@ async fn sample_events_flow_through_the_lambda_runtime_emulator_into_the_table_w
         "every other item is an aggregate: {kinds:?}"
     );
     assert!(
-        kinds
-            .keys()
-            .all(|k| ["marker", "user_model_day", "user_day", "user_month", "model_day"]
-                .contains(&k.as_str())),
+        kinds.keys().all(|k| [
+            "marker",
+            "user_model_day",
+            "user_day",
+            "user_month",
+            "model_day"
+        ]
+        .contains(&k.as_str())),
         "{kinds:?}"
     );
     for (pk, sk, _, values) in &items {

@@ -10,7 +10,10 @@ async fn main() -> Result<(), Error> {
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-    let store = DynamoDbUsageStore::new(aws_sdk_dynamodb::Client::new(&sdk), &config.table);
+    let store = DynamoDbUsageStore::new(
+        aws_call_log::client::<aws_sdk_dynamodb::Client>(&sdk, "dashboard-widget"),
+        &config.table,
+    );
     let store = &store;
     run(service_fn(
         move |event: LambdaEvent<serde_json::Value>| async move {

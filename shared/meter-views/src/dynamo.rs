@@ -5,17 +5,20 @@
 use meter_core::{Day, Month};
 use meter_store::budgets::BudgetScope;
 use meter_store::dynamo::{AccessPattern, StampedRow};
+use meter_store::store::{describe_for_operator, Access};
 use meter_store::{DynamoDbUsageStore, StoreError};
 
 use crate::model::{BudgetLimits, BudgetOwner, Row};
 use crate::reader::{ReadError, UsageReader};
 
-/// A store failure as the views report it: the store's own words, with the
-/// error kept as the source.
+/// A store failure as the views report it, in the operator's terms (what
+/// failed and what to check: endpoint, credentials, Region, table), worded
+/// once in meter-store for the CLI and the dashboard alike. No source: the
+/// wording already carries the SDK's detail, and a chain would repeat it.
 fn read_error(e: StoreError, store: &DynamoDbUsageStore) -> ReadError {
     ReadError {
-        message: format!("reading table `{}`: {e}", store.table()),
-        source: Some(Box::new(e)),
+        message: describe_for_operator(&e, &store.conn_info(), Access::Read),
+        source: None,
     }
 }
 

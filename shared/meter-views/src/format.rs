@@ -33,6 +33,11 @@ pub fn usd_cents(v: Usd) -> String {
     format!("${}.{:02}", group(cents / 100), cents % 100)
 }
 
+/// [`usd_cents`] for HTML: escaped, since `<$0.01` starts with `<`.
+pub fn usd_html(v: Usd) -> String {
+    esc(&usd_cents(v))
+}
+
 /// An integer with thousands separators: `1,234,567`.
 pub fn group(n: u128) -> String {
     let digits = n.to_string();
@@ -138,6 +143,9 @@ mod tests {
         assert_eq!(usd_cents(usd("1.014999999999")), "$1.01");
         assert_eq!(usd_cents(usd("1.015")), "$1.02");
         assert_eq!(usd_cents(usd("1234567.891")), "$1,234,567.89");
+        // In HTML the `<` of `<$0.01` is escaped (it would open a tag).
+        assert_eq!(usd_html(usd("0.000000000001")), "&lt;$0.01");
+        assert_eq!(usd_html(usd("1.015")), "$1.02");
         assert_eq!(group(999), "999");
         assert_eq!(group(1000), "1,000");
     }

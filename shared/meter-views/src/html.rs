@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use meter_core::{Day, Month, Usd};
 
 use crate::data::table_names;
-use crate::format::{esc, group, path_segment, percent, usd_cents};
+use crate::format::{esc, group, path_segment, percent, usd_cents, usd_html};
 use crate::model::{reached, Row};
 use crate::request::{days, month_bounds, Page};
 use crate::svg;
@@ -107,14 +107,14 @@ fn money_of(cost: Usd, unpriced: u128) -> String {
     if unpriced > 0 {
         format!(
             "<span class=\"money lower\" title=\"exact {cost} USD; excludes {n} unpriced invocation{s}\">≥&#8239;{}</span> <span class=\"unpriced\">({n} unpriced)</span>",
-            usd_cents(cost),
+            usd_html(cost),
             n = group(unpriced),
             s = if unpriced == 1 { "" } else { "s" }
         )
     } else {
         format!(
             "<span class=\"money\" title=\"exact {cost} USD\">{}</span>",
-            usd_cents(cost)
+            usd_html(cost)
         )
     }
 }
@@ -263,7 +263,7 @@ fn overview(ctx: &Ctx, o: &Overview) -> String {
             "projected month-end spend",
             &format!(
                 "<span class=\"money projection\" title=\"projection: exact {p} USD\">{}</span>",
-                usd_cents(p)
+                usd_html(p)
             ),
             &format!(
                 "projection at the daily run-rate of the {} days so far{}",
@@ -295,7 +295,7 @@ fn overview(ctx: &Ctx, o: &Overview) -> String {
         let pct = percent(o.total.cost, limit);
         out.push_str(&kpi(
             "organisation budget",
-            &format!("{pct}% of {}", usd_cents(limit)),
+            &format!("{pct}% of {}", usd_html(limit)),
             &svg::budget_bar(pct, &format!("{pct}% of the monthly limit")),
         ));
     }
@@ -330,7 +330,7 @@ fn overview(ctx: &Ctx, o: &Overview) -> String {
                     format!(
                         "{} {pct}% of {}",
                         svg::budget_bar(pct, &format!("{pct}% of {}", usd_cents(l))),
-                        usd_cents(l)
+                        usd_html(l)
                     )
                 }
                 None => "<span class=\"muted\">none</span>".to_string(),
@@ -496,7 +496,7 @@ fn user_budget(u: &UserView) -> String {
         let _ = write!(
             out,
             "<p>Monthly limit {} for {}: {} spent, {pct}% {}; thresholds reached: {}.</p>",
-            usd_cents(limit),
+            usd_html(limit),
             month_name(month),
             money_of(
                 spend,
@@ -522,7 +522,7 @@ fn user_budget(u: &UserView) -> String {
             let _ = write!(
                 out,
                 "<p class=\"note\">Projection (at this month's daily run-rate): {} by the end of {}.</p>",
-                usd_cents(p),
+                usd_html(p),
                 month_name(month)
             );
         }
@@ -535,7 +535,7 @@ fn user_budget(u: &UserView) -> String {
         let _ = write!(
             out,
             "<p>Daily limit {}: reached on {over} of the days shown.</p>",
-            usd_cents(limit)
+            usd_html(limit)
         );
         if let Some(today) = u.days.iter().find(|d| d.day() == Some(u.today)) {
             let pct = percent(today.cost, limit);
@@ -711,7 +711,7 @@ fn budgets_page(ctx: &Ctx, b: &BudgetsView) -> String {
         };
         let lim = |v: Option<Usd>| {
             v.map_or("<span class=\"muted\">none</span>".into(), |v| {
-                format!("<span title=\"exact {v} USD\">{}</span>", usd_cents(v))
+                format!("<span title=\"exact {v} USD\">{}</span>", usd_html(v))
             })
         };
         let _ = write!(
@@ -741,7 +741,7 @@ fn budgets_page(ctx: &Ctx, b: &BudgetsView) -> String {
                 esc(&s.period),
                 money_of(s.spend, s.unpriced_invocations),
                 s.limit,
-                usd_cents(s.limit),
+                usd_html(s.limit),
                 svg::budget_bar(s.percent, &format!("{}% of the limit", s.percent)),
                 s.percent,
                 thresholds(&s.reached_pct)
