@@ -154,12 +154,18 @@ pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Tot
             } else {
                 s("day")
             };
+            // Tag aggregates have no user: `tag=value` stands in its place.
+            let who = if item.contains_key("tag") {
+                format!("{}={}", s("tag"), s("value"))
+            } else {
+                s("user")
+            };
             let cost = match item.get("cost_usd") {
                 Some(AttributeValue::N(v)) => v.clone(),
                 other => panic!("cost_usd missing or not a number: {other:?}"),
             };
             out.insert(
-                (kind, s("user"), s("model"), period),
+                (kind, who, s("model"), period),
                 Totals {
                     invocations: n("invocations"),
                     errors: n("errors"),
@@ -240,7 +246,8 @@ pub struct Rec {
 /// price table file. `None`: unpriced.
 pub fn test_rates(model: &str) -> Option<(u128, u128, u128, Option<u128>)> {
     match model {
-        "amazon.nova-micro-v1:0" => Some((35_000, 140_000, 8_750, None)),
+        // Nova cache writes are published at $0: a real rate, not a missing one.
+        "amazon.nova-micro-v1:0" => Some((35_000, 140_000, 8_750, Some(0))),
         "anthropic.claude-haiku-4-5-20251001-v1:0" => {
             Some((1_100_000, 5_500_000, 110_000, Some(1_375_000)))
         }
@@ -340,11 +347,26 @@ pub fn ndjson(recs: &[Rec]) -> Vec<u8> {
 
 /// A CloudWatch Logs subscription Lambda event carrying `recs`.
 pub fn envelope(recs: &[Rec], first_event_id: u64) -> Vec<u8> {
-    let events: Vec<serde_json::Value> = recs
+    let messages: Vec<String> = recs.iter().map(Rec::to_json).collect();
+    envelope_of_messages(&messages, first_event_id)
+}
+
+/// A record's JSON with extra `requestMetadata` entries (attribution tags).
+pub fn tagged_json(r: &Rec, tags: &[(String, String)]) -> String {
+    let mut v: serde_json::Value = serde_json::from_str(&r.to_json()).expect("record JSON");
+    for (k, val) in tags {
+        v["requestMetadata"][k] = val.clone().into();
+    }
+    v.to_string()
+}
+
+/// A CloudWatch Logs subscription Lambda event carrying these log messages.
+pub fn envelope_of_messages(messages: &[String], first_event_id: u64) -> Vec<u8> {
+    let events: Vec<serde_json::Value> = messages
         .iter()
         .enumerate()
-        .map(|(i, r)| {
-            serde_json::json!({"id": format!("{:056}", first_event_id + i as u64), "timestamp": 1_790_000_000_000u64, "message": r.to_json()})
+        .map(|(i, m)| {
+            serde_json::json!({"id": format!("{:056}", first_event_id + i as u64), "timestamp": 1_790_000_000_000u64, "message": m})
         })
         .collect();
     let payload = serde_json::json!({
@@ -368,6 +390,83 @@ fn pico_to_decimal(p: u128) -> String {
     let whole = p / 1_000_000_000_000;
     let frac = p % 1_000_000_000_000;
     normalise_decimal(&format!("{whole}.{frac:012}"))
+}
+
+/// One record's (unpriced, cost in pico-dollars), from [`test_rates`].
+fn record_cost(r: &Rec) -> (u128, u128) {
+    let tokens = u128::from(r.input)
+        + u128::from(r.output)
+        + u128::from(r.cache_read)
+        + u128::from(r.cache_write);
+    match test_rates(r.model) {
+        _ if tokens == 0 => (0, 0),
+        None => (1, 0),
+        Some((i, o, cr, cw)) => match (r.cache_write, cw) {
+            (w, None) if w > 0 => (1, 0),
+            _ => (
+                0,
+                u128::from(r.input) * i
+                    + u128::from(r.output) * o
+                    + u128::from(r.cache_read) * cr
+                    + u128::from(r.cache_write) * cw.unwrap_or(0),
+            ),
+        },
+    }
+}
+
+/// One record's exact cost as a decimal string (what `bedrock-meter cost`
+/// should print), and whether it is unpriced.
+pub fn expected_record_cost(r: &Rec) -> (String, bool) {
+    let (unpriced, cost) = record_cost(r);
+    (pico_to_decimal(cost), unpriced == 1)
+}
+
+/// The tag aggregates (`tag_model_day`, `tag_month`) after counting each
+/// record once, computed without the pipeline: for each key of `keys`, the
+/// record's value in `tags` (its extra `requestMetadata`), or `untagged`
+/// when it has none (or an empty one). Keys as [`read_aggregates`] reads
+/// them: (kind, `tag=value`, model, period).
+pub fn expected_tag_totals(
+    recs: &[(Rec, Vec<(String, String)>)],
+    keys: &[&str],
+) -> BTreeMap<AggKey, Totals> {
+    let mut raw: BTreeMap<AggKey, (Totals, u128)> = BTreeMap::new();
+    for (r, tags) in recs {
+        let (unpriced, cost) = record_cost(r);
+        let day = r.day();
+        for key in keys {
+            let value = tags
+                .iter()
+                .find(|(k, v)| k == key && !v.trim().is_empty())
+                .map_or("untagged", |(_, v)| v.as_str());
+            let who = format!("{key}={value}");
+            for k in [
+                (
+                    "tag_model_day".to_string(),
+                    who.clone(),
+                    r.model.to_string(),
+                    day.clone(),
+                ),
+                ("tag_month".to_string(), who, String::new(), month_of(&day)),
+            ] {
+                let (t, c) = raw.entry(k).or_default();
+                t.invocations += 1;
+                t.errors += u128::from(r.error);
+                t.input_tokens += u128::from(r.input);
+                t.output_tokens += u128::from(r.output);
+                t.cache_read_input_tokens += u128::from(r.cache_read);
+                t.cache_write_input_tokens += u128::from(r.cache_write);
+                t.unpriced_invocations += unpriced;
+                *c += cost;
+            }
+        }
+    }
+    raw.into_iter()
+        .map(|(k, (mut t, c))| {
+            t.cost_usd = pico_to_decimal(c);
+            (k, t)
+        })
+        .collect()
 }
 
 /// The totals every aggregate should hold after counting `recs` once each,

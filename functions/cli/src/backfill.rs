@@ -240,8 +240,9 @@ pub async fn run(config: &Config, args: BackfillArgs) -> anyhow::Result<ExitCode
     }
     let state = state.map(|s| Arc::new(Mutex::new(s)));
 
-    let meter = Arc::new(config.meter()?);
     let store = Arc::new(crate::store(config).await?);
+    // PRICE_TABLE_PATH, else the newest stored table, else the built-in.
+    let meter = Arc::new(crate::prices::meter(config, &store).await?);
     let settings = Arc::new(config.commit_settings());
     let s3 = s3_client(args.bucket_region.as_deref()).await;
 

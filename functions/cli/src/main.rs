@@ -3,8 +3,10 @@
 
 mod backfill;
 mod budget;
+mod cost;
 mod dashboard;
 mod prices;
+mod reconcile;
 mod redrive;
 mod replay;
 mod report;
@@ -20,7 +22,8 @@ use meter_store::{Config, DynamoDbUsageStore, IngestError, PayloadError, StoreEr
 ///
 /// AWS settings come from the standard places (AWS_REGION, AWS_PROFILE,
 /// AWS_ENDPOINT_URL, credentials files); bedrock-meter's own from USAGE_TABLE,
-/// USER_METADATA_KEY, MARKER_TTL_DAYS, PRICE_TABLE_PATH, MAX_DECOMPRESSED_BYTES.
+/// USER_METADATA_KEY, MARKER_TTL_DAYS, PRICE_TABLE_PATH, MAX_DECOMPRESSED_BYTES,
+/// ATTRIBUTION_TAGS.
 #[derive(Parser)]
 #[command(name = "bedrock-meter", version, about, long_about)]
 struct Cli {
@@ -52,16 +55,25 @@ enum Command {
     /// Drain a Lambda failure queue (SQS) through the exactly-once ingest path,
     /// deleting each message once counted; Kinesis records are read back from the stream.
     Redrive(redrive::RedriveArgs),
+    /// Check the meter against the bill (CUR 2.0 export or Cost Explorer):
+    /// per UTC day and model, every gap with its reason (docs/reconcile.md).
+    Reconcile(reconcile::ReconcileArgs),
+    /// What individual requests cost: user, model, UTC day, tokens and exact
+    /// cost from each request's marker (kept MARKER_TTL_DAYS days).
+    Cost(cost::CostArgs),
 }
 
 impl Command {
     /// The bedrock-meter settings (environment variables) the command reads.
     fn settings(&self) -> &'static [&'static str] {
         match self {
-            Command::Init | Command::Report(_) | Command::Budget(_) | Command::Dashboard(_) => {
-                &["USAGE_TABLE"]
-            }
-            Command::Prices(_) => &["PRICE_TABLE_PATH"],
+            Command::Init
+            | Command::Report(_)
+            | Command::Budget(_)
+            | Command::Dashboard(_)
+            | Command::Cost(_) => &["USAGE_TABLE"],
+            Command::Prices(_) => &["USAGE_TABLE", "PRICE_TABLE_PATH"],
+            Command::Reconcile(_) => &["USAGE_TABLE", "PRICE_TABLE_PATH"],
             _ => meter_store::config::ALL_SETTINGS,
         }
     }
@@ -70,7 +82,10 @@ impl Command {
     fn access(&self) -> Access {
         match self {
             Command::Init => Access::Init,
-            Command::Report(_) | Command::Dashboard(_) => Access::Read,
+            Command::Report(_)
+            | Command::Dashboard(_)
+            | Command::Reconcile(_)
+            | Command::Cost(_) => Access::Read,
             Command::Replay(_) | Command::Backfill(_) => Access::Write,
             _ => Access::Use,
         }
@@ -87,6 +102,8 @@ impl Command {
             Command::Budget(_) => "cli budget",
             Command::Dashboard(_) => "cli dashboard",
             Command::Redrive(_) => "cli redrive",
+            Command::Reconcile(_) => "cli reconcile",
+            Command::Cost(_) => "cli cost",
         }
     }
 }
@@ -181,6 +198,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Budget(args) => budget::run(&config, args).await,
         Command::Dashboard(args) => dashboard::run(&config, args).await,
         Command::Redrive(args) => redrive::run(&config, args).await,
+        Command::Reconcile(args) => reconcile::run(&config, args).await,
+        Command::Cost(args) => {
+            let store = store(&config).await?;
+            cost::run(&store, args).await
+        }
     }
 }
 

@@ -1,7 +1,9 @@
 //! `bedrock-meter prices`: print the effective price table (with its origin
 //! and age), validate one (`--check`), or sync one from the AWS Price List
-//! (`sync`). The sync itself is `meter_core::pricelist::sync`; this shell
-//! only reads files, downloads, and writes.
+//! (`sync`, `--store` to store it in the usage table). The sync itself is
+//! `meter_core::pricelist::sync`; this shell only reads files, downloads,
+//! and writes. [`meter`] gives the other commands the effective table:
+//! PRICE_TABLE_PATH, else the newest stored one, else the built-in.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -11,11 +13,12 @@ use clap::{Args, Subcommand};
 use meter_core::money::RatePerMillion;
 use meter_core::pricelist::offer::{self, OfferFile};
 use meter_core::pricelist::{self, map::PriceMap, SyncOptions, SyncReport};
+use meter_core::Meter;
 use meter_core::{Day, PriceTable};
+use meter_store::prices::{self as stored, PriceOrigin, PriceSource, StoreOutcome};
 use meter_store::Config;
 
-/// The public Price List endpoint (no credentials needed).
-pub const PRICE_LIST_URL: &str = "https://pricing.us-east-1.amazonaws.com";
+pub use price_sync::fetch::PRICE_LIST_URL;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -23,6 +26,10 @@ pub struct PricesArgs {
     /// Validate this price table file instead of printing the effective one.
     #[arg(long, value_name = "FILE")]
     check: Option<PathBuf>,
+    /// With --check: store the validated table in the usage table as the
+    /// newest one (the ingest functions pick it up within 10 minutes).
+    #[arg(long, requires = "check")]
+    store: bool,
     #[command(subcommand)]
     command: Option<PricesCommand>,
 }
@@ -73,39 +80,116 @@ struct SyncArgs {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+    /// Store the synced table in the usage table as the newest one (validated
+    /// first; nothing stored on a data error). Without --base, syncs onto the
+    /// newest stored table.
+    #[arg(long)]
+    store: bool,
 }
 
 pub async fn run(config: &Config, args: PricesArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         // Exit 1 means "changes written": a failure must not look like one.
-        Some(PricesCommand::Sync(sync)) => match run_sync(sync).await {
+        Some(PricesCommand::Sync(sync)) => match run_sync(config, sync).await {
             Ok(code) => Ok(code),
             Err(e) => {
                 eprintln!("bedrock-meter: error: {e:#}");
                 Ok(ExitCode::from(2))
             }
         },
-        None => show(config, args.check.as_deref()),
+        None => show(config, args.check.as_deref(), args.store).await,
     }
 }
 
-fn show(config: &Config, check: Option<&Path>) -> anyhow::Result<ExitCode> {
+/// The metering pipeline with the effective price table: PRICE_TABLE_PATH,
+/// else the newest stored table, else the built-in. A stored table that
+/// cannot be read or is invalid is reported on stderr and skipped.
+pub async fn meter(
+    config: &Config,
+    store: &meter_store::DynamoDbUsageStore,
+) -> anyhow::Result<Meter> {
+    let meter = config.meter()?;
+    if config.price_table_path.is_some() {
+        return Ok(meter);
+    }
+    let (source, prices) = PriceSource::start(
+        None,
+        store.clone(),
+        stored::DEFAULT_RECHECK,
+        std::time::Instant::now(),
+    )
+    .await?;
+    tracing::info!(origin = %source.origin(), "price table");
+    Ok(Meter { prices, ..meter })
+}
+
+/// The effective table and its origin, reading the usage table when
+/// PRICE_TABLE_PATH is not set; the built-in when no table can be reached.
+async fn effective(config: &Config) -> anyhow::Result<(PriceTable, String)> {
+    if let Some(path) = &config.price_table_path {
+        let table = PriceTable::load(path).with_context(|| {
+            format!(
+                "PRICE_TABLE_PATH: {} is not a valid price table",
+                path.display()
+            )
+        })?;
+        return Ok((table, format!("{} (PRICE_TABLE_PATH)", path.display())));
+    }
+    let store = match crate::store(config).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("bedrock-meter: note: no stored price table read ({e:#})");
+            return Ok((PriceTable::builtin(), PriceOrigin::Builtin.to_string()));
+        }
+    };
+    let (source, table) = PriceSource::start(
+        None,
+        store,
+        stored::DEFAULT_RECHECK,
+        std::time::Instant::now(),
+    )
+    .await?;
+    Ok((table, source.origin().to_string()))
+}
+
+/// Stores `text` (validated first) as the newest table; says what it did on stderr.
+async fn store_text(store: &meter_store::DynamoDbUsageStore, text: &str) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    match stored::store_table(store, text, &now).await {
+        Ok(StoreOutcome::Stored { pointer, bytes }) => eprintln!(
+            "stored in {}: {} {} ({bytes} bytes gzip, checked {})",
+            store.table(),
+            stored::PRICES_PK,
+            pointer.sk,
+            pointer.checked
+        ),
+        Ok(StoreOutcome::Unchanged { pointer }) => eprintln!(
+            "not stored: {} {} in {} is already this table",
+            stored::PRICES_PK,
+            pointer.sk,
+            store.table()
+        ),
+        Err(stored::PriceStoreError::Store(e)) => return Err(anyhow::Error::new(e)),
+        Err(e) => return Err(e.into()),
+    }
+    Ok(())
+}
+
+async fn show(config: &Config, check: Option<&Path>, store_it: bool) -> anyhow::Result<ExitCode> {
     let (table, origin) = match (check, &config.price_table_path) {
-        (Some(path), _) => (
-            PriceTable::load(path)
-                .with_context(|| format!("{} is not a valid price table", path.display()))?,
-            path.display().to_string(),
-        ),
-        (None, Some(path)) => (
-            PriceTable::load(path).with_context(|| {
-                format!(
-                    "PRICE_TABLE_PATH: {} is not a valid price table",
-                    path.display()
-                )
-            })?,
-            format!("{} (PRICE_TABLE_PATH)", path.display()),
-        ),
-        (None, None) => (PriceTable::builtin(), "built-in".to_string()),
+        (Some(path), _) => {
+            let table = PriceTable::load(path)
+                .with_context(|| format!("{} is not a valid price table", path.display()))?;
+            if store_it {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                store_text(&crate::store(config).await?, &text).await?;
+            }
+            (table, path.display().to_string())
+        }
+        (None, _) => effective(config).await?,
     };
     let meta = table.meta();
     // One write at the end: a closed pipe (`| head`) ends output quietly.
@@ -193,11 +277,31 @@ fn show(config: &Config, check: Option<&Path>) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
-    let base_text = match &args.base {
-        Some(p) => std::fs::read_to_string(p)
+async fn run_sync(config: &Config, args: SyncArgs) -> anyhow::Result<ExitCode> {
+    let store = match args.store {
+        true => Some(crate::store(config).await?),
+        false => None,
+    };
+    let base_text = match (&args.base, &store) {
+        (Some(p), _) => std::fs::read_to_string(p)
             .with_context(|| format!("cannot read the base table {}", p.display()))?,
-        None => meter_core::pricing::DEFAULT_PRICE_TABLE.to_string(),
+        (None, Some(store)) => match stored::load_newest(store).await {
+            Ok(Some((pointer, _, text))) => {
+                eprintln!(
+                    "base: the stored table {} {}",
+                    stored::PRICES_PK,
+                    pointer.sk
+                );
+                text
+            }
+            Ok(None) => meter_core::pricing::DEFAULT_PRICE_TABLE.to_string(),
+            Err(stored::PriceStoreError::Store(e)) => return Err(anyhow::Error::new(e)),
+            Err(e) => {
+                eprintln!("bedrock-meter: warning: {e}; syncing onto the built-in table");
+                meter_core::pricing::DEFAULT_PRICE_TABLE.to_string()
+            }
+        },
+        (None, None) => meter_core::pricing::DEFAULT_PRICE_TABLE.to_string(),
     };
     let mut map = if args.map_only {
         PriceMap::default()
@@ -218,7 +322,7 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         ),
     };
     let files = if args.fetch {
-        fetch_offers(&args.price_list_url, &args.regions).await?
+        price_sync::fetch::fetch_offers(&args.price_list_url, &args.regions).await?
     } else {
         let dir = args
             .offer_dir
@@ -243,6 +347,9 @@ async fn run_sync(args: SyncArgs) -> anyhow::Result<ExitCode> {
         crate::emit(&report);
     }
     let code = outcome.exit_code(&base_text);
+    if let (Some(table), Some(store)) = (&outcome.table, &store) {
+        store_text(store, table).await?;
+    }
     if let (Some(table), Some(out)) = (&outcome.table, &args.out) {
         if out == "-" {
             crate::emit(table);
@@ -284,89 +391,6 @@ fn read_offer_dir(dir: &Path) -> anyhow::Result<Vec<OfferFile>> {
         files.push(offer::parse_file(&path.display().to_string(), &text)?);
     }
     Ok(files)
-}
-
-/// Downloads `region_index.json` of each offer code, then the current file
-/// of each wanted Region the offer has.
-async fn fetch_offers(base_url: &str, regions: &[String]) -> anyhow::Result<Vec<OfferFile>> {
-    let client = HttpClient::new()?;
-    let base_url = base_url.trim_end_matches('/');
-    let mut files = Vec::new();
-    for code in offer::OFFER_CODES {
-        let url = format!("{base_url}/offers/v1.0/aws/{code}/current/region_index.json");
-        let text = client.get(&url).await?;
-        let OfferFile::RegionIndex(index) = offer::parse_file(&url, &text)? else {
-            bail!("{url} is not a region index");
-        };
-        for region in regions {
-            let Some(path) = index.get(region) else {
-                tracing::info!(offer = code, region = %region, "offer has no file for this Region");
-                continue;
-            };
-            let url = if path.starts_with("http") {
-                path.clone()
-            } else {
-                format!("{base_url}{path}")
-            };
-            let text = client.get(&url).await?;
-            let file = offer::parse_file(&url, &text)?;
-            if let OfferFile::Offer { offer, .. } = &file {
-                if offer != code {
-                    bail!("{url} holds offer `{offer}`, expected `{code}`");
-                }
-            }
-            files.push(file);
-        }
-    }
-    Ok(files)
-}
-
-/// Offer files are a few MB; refuse anything absurd.
-const MAX_OFFER_BYTES: usize = 256 * 1024 * 1024;
-
-struct HttpClient {
-    inner: hyper_util::client::legacy::Client<
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
-        http_body_util::Empty<hyper::body::Bytes>,
-    >,
-}
-
-impl HttpClient {
-    fn new() -> anyhow::Result<HttpClient> {
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .context("cannot load the system's root certificates")?
-            .https_or_http()
-            .enable_http1()
-            .build();
-        let inner =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build(https);
-        Ok(HttpClient { inner })
-    }
-
-    async fn get(&self, url: &str) -> anyhow::Result<String> {
-        use http_body_util::BodyExt;
-        let uri: hyper::Uri = url.parse().with_context(|| format!("bad URL {url}"))?;
-        let response = tokio::time::timeout(std::time::Duration::from_secs(120), async {
-            let response = self.inner.get(uri).await?;
-            let status = response.status();
-            let body = http_body_util::Limited::new(response.into_body(), MAX_OFFER_BYTES)
-                .collect()
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?
-                .to_bytes();
-            anyhow::Ok((status, body))
-        })
-        .await
-        .with_context(|| format!("GET {url} timed out"))?
-        .with_context(|| format!("GET {url} failed"))?;
-        let (status, body) = response;
-        if !status.is_success() {
-            bail!("GET {url}: HTTP {status}");
-        }
-        String::from_utf8(body.to_vec()).with_context(|| format!("GET {url}: not UTF-8"))
-    }
 }
 
 /// The human-readable report.

@@ -908,6 +908,8 @@ pub async fn run(config: &Config, args: RedriveArgs) -> anyhow::Result<ExitCode>
         redrive(&queue, &shards, &mut sink, &meter, &settings, &opts).await?
     } else {
         let store = crate::store(config).await?;
+        // PRICE_TABLE_PATH, else the newest stored table, else the built-in.
+        let meter = crate::prices::meter(config, &store).await?;
         redrive(
             &queue,
             &shards,

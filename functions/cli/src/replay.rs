@@ -173,6 +173,8 @@ pub async fn run(config: &Config, args: ReplayArgs) -> anyhow::Result<ExitCode> 
         );
     }
     let store = Arc::new(crate::store(config).await?);
+    // PRICE_TABLE_PATH, else the newest stored table, else the built-in.
+    let meter = Arc::new(crate::prices::meter(config, &store).await?);
     let settings = Arc::new(config.commit_settings());
     let progress = Arc::new(std::sync::Mutex::new(Progress {
         started: Instant::now(),

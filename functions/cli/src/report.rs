@@ -54,6 +54,12 @@ pub struct ReportArgs {
     /// its own section unless --by is given).
     #[arg(long, value_enum, requires = "user")]
     by: Option<By>,
+    /// An attribution tag (ATTRIBUTION_TAGS): `KEY` lists every value of the
+    /// key for a day (--day, default today) or a month (--month);
+    /// `KEY=VALUE` shows one value per model and day (--day, --from/--to,
+    /// --month; default this month). The first `=` separates key and value.
+    #[arg(long, value_name = "KEY[=VALUE]", conflicts_with_all = ["user", "model"])]
+    tag: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -141,6 +147,18 @@ pub async fn run(store: &DynamoDbUsageStore, args: ReportArgs) -> anyhow::Result
         })
         .transpose()?;
     let sections = match (&args.user, &args.model) {
+        _ if args.tag.is_some() => {
+            let tag = args.tag.as_deref().unwrap_or_default();
+            tag_sections(
+                store,
+                tag,
+                range,
+                month,
+                today,
+                args.top.map(|n| n as usize),
+            )
+            .await?
+        }
         (Some(user), model) => {
             user_sections(store, &args, user, model.as_deref(), range, month, today).await?
         }
@@ -257,6 +275,148 @@ async fn user_sections(
     Ok(sections)
 }
 
+/// `--tag KEY`: every value of the key for a day or a month, biggest first,
+/// then the organisation's total (each record counts under exactly one value
+/// of each key). `--tag KEY=VALUE`: that value per model and day, and per day.
+async fn tag_sections(
+    store: &DynamoDbUsageStore,
+    tag: &str,
+    range: Option<(Day, Day)>,
+    month: Option<Month>,
+    today: Day,
+    top: Option<usize>,
+) -> anyhow::Result<Vec<Section>> {
+    let (key, value) = match tag.split_once('=') {
+        Some((k, v)) => (k.trim(), Some(v)),
+        None => (tag.trim(), None),
+    };
+    anyhow::ensure!(
+        !key.is_empty(),
+        "--tag needs a key from ATTRIBUTION_TAGS, like `--tag team` or `--tag team=payments`"
+    );
+    if let Some(value) = value {
+        anyhow::ensure!(
+            top.is_none(),
+            "--top ranks the values of a key: use it with `--tag {key}`, not `--tag {key}=VALUE`"
+        );
+        let (f, t) = match (month, range) {
+            (Some(m), _) => month_range(m)?,
+            (None, Some(r)) => r,
+            (None, None) => (month_range(today.month())?.0, today),
+        };
+        let rows = store
+            .tag_value_days(key, value, f, t)
+            .await
+            .map_err(read_err(store))?;
+        let rows: Vec<UsageRow> = rows
+            .into_iter()
+            .filter(|r| r.kind == "tag_model_day")
+            .collect();
+        let mut per_day: Vec<UsageRow> = Vec::new();
+        for r in &rows {
+            match per_day.iter_mut().find(|d| d.day == r.day) {
+                Some(d) => add_row(d, r),
+                None => {
+                    let mut d = UsageRow {
+                        kind: "tag_day".into(),
+                        tag: r.tag.clone(),
+                        value: r.value.clone(),
+                        day: r.day.clone(),
+                        ..empty_row()
+                    };
+                    add_row(&mut d, r);
+                    per_day.push(d);
+                }
+            }
+        }
+        for d in &mut per_day {
+            d.cost_usd = d.cost.to_string();
+        }
+        return Ok(vec![
+            Section {
+                label: format!("{key}={value}: per model and day, {f} to {t}"),
+                rows,
+            },
+            Section {
+                label: format!("{key}={value}: per day (all models), {f} to {t}"),
+                rows: per_day,
+            },
+        ]);
+    }
+    let (period, mut values, total) = match (month, range) {
+        (Some(m), _) => {
+            let values = store
+                .tag_values_in_month(key, m)
+                .await
+                .map_err(read_err(store))?;
+            let total = (!values.is_empty())
+                .then(|| total_row("organisation_month", &values, None, Some(m.to_string())));
+            (format!("month {m}"), values, total)
+        }
+        (None, range) => {
+            let day = match range {
+                Some((f, t)) => {
+                    anyhow::ensure!(
+                        f == t,
+                        "--tag {key} lists one day (--day) or one month (--month); for a date                          range use --tag {key}=VALUE"
+                    );
+                    f
+                }
+                None => today,
+            };
+            let per_model = store
+                .tag_values_on_day(key, day)
+                .await
+                .map_err(read_err(store))?;
+            // One row per value: the sum of its (handful of) model items.
+            let mut values: Vec<UsageRow> = Vec::new();
+            for r in per_model.iter().filter(|r| r.kind == "tag_model_day") {
+                match values.iter_mut().find(|v| v.value == r.value) {
+                    Some(v) => add_row(v, r),
+                    None => {
+                        let mut v = UsageRow {
+                            kind: "tag_day".into(),
+                            tag: r.tag.clone(),
+                            value: r.value.clone(),
+                            day: r.day.clone(),
+                            ..empty_row()
+                        };
+                        add_row(&mut v, r);
+                        values.push(v);
+                    }
+                }
+            }
+            for v in &mut values {
+                v.cost_usd = v.cost.to_string();
+            }
+            let total = (!values.is_empty())
+                .then(|| total_row("organisation_day", &values, Some(day.to_string()), None));
+            (format!("day {day}"), values, total)
+        }
+    };
+    values.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.value.cmp(&b.value)));
+    let count = values.len();
+    if let Some(n) = top {
+        values.truncate(n);
+    }
+    let shown = if values.len() < count {
+        format!("top {} of {count} values", values.len())
+    } else {
+        format!("{count} values")
+    };
+    let mut sections = vec![Section {
+        label: format!("{period}: {key}, {shown}, biggest first"),
+        rows: values,
+    }];
+    if let Some(total) = total {
+        sections.push(Section {
+            label: format!("{period}: organisation total (all {count} values of {key})"),
+            rows: vec![total],
+        });
+    }
+    Ok(sections)
+}
+
 /// Every user's total for a day, biggest first (the first `top`), then the
 /// organisation's total summed from the per-model items.
 async fn day_overview(
@@ -348,6 +508,8 @@ fn empty_row() -> UsageRow {
         model: None,
         day: None,
         month: None,
+        tag: None,
+        value: None,
         invocations: 0,
         errors: 0,
         input_tokens: 0,
@@ -391,10 +553,43 @@ const HEADERS: [&str; 12] = [
     "cost_usd",
 ];
 
-fn cells(r: &UsageRow) -> [String; 12] {
+/// Columns of tag reports: `tag` and `value` where the others have `user`.
+const TAG_HEADERS: [&str; 13] = [
+    "kind",
+    "tag",
+    "value",
+    "model",
+    "period",
+    "invocations",
+    "errors",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "unpriced",
+    "cost_usd",
+];
+
+/// A row's cells: the tag layout ([`TAG_HEADERS`]) when `tags`, else
+/// [`HEADERS`].
+fn cells(r: &UsageRow, tags: bool) -> Vec<String> {
+    let who = if tags {
+        vec![
+            r.tag.clone().unwrap_or_default(),
+            r.value.clone().unwrap_or_default(),
+        ]
+    } else {
+        vec![r.user.clone().unwrap_or_default()]
+    };
+    [r.kind.clone()]
+        .into_iter()
+        .chain(who)
+        .chain(counter_cells(r))
+        .collect()
+}
+
+fn counter_cells(r: &UsageRow) -> [String; 10] {
     [
-        r.kind.clone(),
-        r.user.clone().unwrap_or_default(),
         r.model.clone().unwrap_or_default(),
         r.day
             .clone()
@@ -445,6 +640,10 @@ pub fn print_rows(rows: &[UsageRow], format: Format) {
 
 fn render(rows: &[UsageRow], format: Format) -> String {
     let mut out = String::new();
+    // Tag reports hold tag rows (and the organisation's total) only.
+    let tags = rows.iter().any(|r| r.tag.is_some());
+    let headers: &[&str] = if tags { &TAG_HEADERS } else { &HEADERS };
+    let numeric_from = headers.len() - 8;
     match format {
         Format::Json => {
             for r in rows {
@@ -453,16 +652,17 @@ fn render(rows: &[UsageRow], format: Format) -> String {
             }
         }
         Format::Csv => {
-            out.push_str(&HEADERS.join(","));
+            out.push_str(&headers.join(","));
             out.push('\n');
             for r in rows {
-                out.push_str(&cells(r).map(|c| csv_field(&c)).join(","));
+                let row: Vec<String> = cells(r, tags).iter().map(|c| csv_field(c)).collect();
+                out.push_str(&row.join(","));
                 out.push('\n');
             }
         }
         Format::Table => {
-            let all: Vec<[String; 12]> = rows.iter().map(cells).collect();
-            let mut widths = HEADERS.map(str::len);
+            let all: Vec<Vec<String>> = rows.iter().map(|r| cells(r, tags)).collect();
+            let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
             for row in &all {
                 for (w, c) in widths.iter_mut().zip(row) {
                     *w = (*w).max(c.chars().count().min(60));
@@ -470,11 +670,11 @@ fn render(rows: &[UsageRow], format: Format) -> String {
             }
             let line = |cols: &[String]| {
                 cols.iter()
-                    .zip(widths)
+                    .zip(widths.iter().copied())
                     .enumerate()
                     .map(|(i, (c, w))| {
                         let c: String = c.chars().take(60).collect();
-                        if i >= 4 {
+                        if i >= numeric_from {
                             format!("{c:>w$}")
                         } else {
                             format!("{c:<w$}")
@@ -483,7 +683,9 @@ fn render(rows: &[UsageRow], format: Format) -> String {
                     .collect::<Vec<_>>()
                     .join("  ")
             };
-            out.push_str(&line(&HEADERS.map(String::from)));
+            out.push_str(&line(
+                &headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
+            ));
             out.push('\n');
             for row in &all {
                 out.push_str(&line(row));
@@ -536,6 +738,22 @@ pub fn print_aggregates(aggs: &[(AggregateKey<'_>, Counters)], format: Format) {
                 AggregateKey::ModelDay { model, day } => {
                     r.model = Some(model.into());
                     r.day = Some(day.to_string());
+                }
+                AggregateKey::TagModelDay {
+                    tag,
+                    value,
+                    model,
+                    day,
+                } => {
+                    r.tag = Some(tag.into());
+                    r.value = Some(value.into());
+                    r.model = Some(model.into());
+                    r.day = Some(day.to_string());
+                }
+                AggregateKey::TagMonth { tag, value, month } => {
+                    r.tag = Some(tag.into());
+                    r.value = Some(value.into());
+                    r.month = Some(month.to_string());
                 }
             }
             r.invocations = c.invocations;

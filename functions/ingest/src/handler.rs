@@ -118,6 +118,9 @@ pub async fn handle<S: UsageStore>(
                 "batch ingested"
             );
             println!("{}", emf_line(r, false, &function_name, ts_ms));
+            for line in meter_store::metrics::unpriced_reason_lines(r, &function_name, ts_ms) {
+                println!("{line}");
+            }
             Ok(done.report)
         }
         Err(e) => {

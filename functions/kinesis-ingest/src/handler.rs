@@ -35,6 +35,10 @@ pub async fn handle<S: UsageStore>(
         std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
     let ts_ms = (now.unix_timestamp_nanos() / 1_000_000) as i64;
     println!("{}", emf_line(&outcome, &function_name, ts_ms));
+    for line in meter_store::metrics::unpriced_reason_lines(&outcome.report, &function_name, ts_ms)
+    {
+        println!("{line}");
+    }
     Ok(outcome.response)
 }
 

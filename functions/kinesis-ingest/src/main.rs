@@ -1,11 +1,17 @@
 //! The Kinesis ingest Lambda: set up logging, read config, build the client
-//! once, then hand every batch to [`kinesis_ingest::handler`].
+//! once, load the price table (PRICE_TABLE_PATH, else the newest stored one,
+//! else the built-in; re-checked at most every 10 minutes), then hand every
+//! batch to [`kinesis_ingest::handler`].
 
 // The runtime's service stack around the KinesisEvent future is deep.
 #![recursion_limit = "256"]
 
+use std::time::Instant;
+
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use meter_core::Meter;
+use meter_store::prices::{LivePrices, PriceSource, DEFAULT_RECHECK};
 use meter_store::{Config, DynamoDbUsageStore};
 
 #[tokio::main]
@@ -13,19 +19,45 @@ async fn main() -> Result<(), Error> {
     // JSON or text per the function's LoggingConfig (AWS_LAMBDA_LOG_FORMAT).
     lambda_runtime::tracing::init_default_subscriber();
     let config = Config::from_env()?;
+    // Validates PRICE_TABLE_PATH with a clear error; the table itself comes from `PriceSource`.
     let meter = config.meter()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store =
         DynamoDbUsageStore::new(aws_call_log::client(&sdk, "kinesis-ingest"), &config.table);
-    let state = kinesis_ingest::handler::State {
-        store,
-        meter,
-        settings: config.commit_settings(),
-    };
-    let state = &state;
+    let (source, table) = PriceSource::start(
+        config.price_table_path.as_deref(),
+        store.clone(),
+        DEFAULT_RECHECK,
+        Instant::now(),
+    )
+    .await?;
+    let settings = config.commit_settings();
+    let live = LivePrices::new(source, table, move |prices| {
+        kinesis_ingest::handler::State {
+            store: store.clone(),
+            meter: Meter {
+                prices,
+                ..meter.clone()
+            },
+            settings: settings.clone(),
+        }
+    });
+    let live = &live;
+    let function_name =
+        std::env::var("AWS_LAMBDA_FUNCTION_NAME").unwrap_or_else(|_| "local".into());
+    let function_name = function_name.as_str();
     run(service_fn(
         move |event: LambdaEvent<KinesisEvent>| async move {
-            kinesis_ingest::handler::handle(state, &event.payload, &event.context.request_id).await
+            let state = live.get(Instant::now()).await;
+            let result =
+                kinesis_ingest::handler::handle(&state, &event.payload, &event.context.request_id)
+                    .await;
+            println!(
+                "{}",
+                live.emf_line(function_name, time::OffsetDateTime::now_utc())
+                    .await
+            );
+            result
         },
     ))
     .await

@@ -85,6 +85,16 @@ export class BedrockMeterStack extends Stack {
       minLength: 1,
       description: 'Key of requestMetadata that names the user a call is billed to.',
     });
+    const attributionTags = new CfnParameter(this, 'AttributionTags', {
+      type: 'String',
+      default: '',
+      maxLength: 1100,
+      description:
+        'Comma-separated requestMetadata keys (for example team,feature; or principal for the ' +
+        "caller's IAM principal) each invocation is also counted under, as tag_model_day and " +
+        'tag_month aggregates. Empty counts users and models only. Each key adds about two write ' +
+        'units per record group (docs/performance.md).',
+    });
     const markerTtlDays = new CfnParameter(this, 'MarkerTtlDays', {
       type: 'Number',
       default: 35,
@@ -287,6 +297,7 @@ export class BedrockMeterStack extends Stack {
       environment: {
         USAGE_TABLE: table.tableName,
         USER_METADATA_KEY: userMetadataKey.valueAsString,
+        ATTRIBUTION_TAGS: attributionTags.valueAsString,
         MARKER_TTL_DAYS: Token.asString(markerTtlDays.value),
         PRICE_TABLE_PATH: priceTablePath.valueAsString,
         MAX_DECOMPRESSED_BYTES: '67108864',
@@ -556,6 +567,7 @@ export class BedrockMeterStack extends Stack {
       {
         USAGE_TABLE: table.tableName,
         USER_METADATA_KEY: userMetadataKey.valueAsString,
+        ATTRIBUTION_TAGS: attributionTags.valueAsString,
         MARKER_TTL_DAYS: Token.asString(markerTtlDays.value),
         PRICE_TABLE_PATH: priceTablePath.valueAsString,
         MAX_DECOMPRESSED_BYTES: '67108864',
@@ -726,7 +738,12 @@ export class BedrockMeterStack extends Stack {
       'Publishes one SNS notification per budget threshold crossed in the usage table',
       budgetRole,
       budgetLogGroup,
-      { USAGE_TABLE: table.tableName, ALERT_TOPIC_ARN: topic.ref, RUST_LOG: 'info' },
+      {
+        USAGE_TABLE: table.tableName,
+        ALERT_TOPIC_ARN: topic.ref,
+        ATTRIBUTION_TAGS: attributionTags.valueAsString,
+        RUST_LOG: 'info',
+      },
     );
 
     const budgetMapping = new lambda.CfnEventSourceMapping(this, 'BudgetAlertsStreamMapping', {

@@ -1,11 +1,13 @@
 //! Folding metered records into per-key deltas.
 //!
 //! Every record contributes to exactly four aggregates: its (user, model,
-//! day), (user, day), (user, month) and (model, day). Aggregation is a sum of
+//! day), (user, day), (user, month) and (model, day); and, per configured
+//! attribution tag, to its (tag, value, model, day) and (tag, value, month). Aggregation is a sum of
 //! counters, so it is independent of record order and conserves every counter
 //! (property-tested below).
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use foldhash::{HashMap, HashMapExt};
 
@@ -91,6 +93,20 @@ pub enum AggregateKey<'a> {
         model: &'a str,
         day: Day,
     },
+    /// One value of an attribution tag (`ATTRIBUTION_TAGS`) on one model
+    /// and day.
+    TagModelDay {
+        tag: &'a str,
+        value: &'a str,
+        model: &'a str,
+        day: Day,
+    },
+    /// One value of an attribution tag over a month.
+    TagMonth {
+        tag: &'a str,
+        value: &'a str,
+        month: Month,
+    },
 }
 
 impl AggregateKey<'_> {
@@ -101,6 +117,8 @@ impl AggregateKey<'_> {
             AggregateKey::UserDay { .. } => "user_day",
             AggregateKey::UserMonth { .. } => "user_month",
             AggregateKey::ModelDay { .. } => "model_day",
+            AggregateKey::TagModelDay { .. } => "tag_model_day",
+            AggregateKey::TagMonth { .. } => "tag_month",
         }
     }
 }
@@ -112,7 +130,18 @@ pub trait Contribution {
     fn model(&self) -> &str;
     fn day(&self) -> Day;
     fn counters(&self) -> &Counters;
+    /// The record's attribution tags as (tag key, value), one per
+    /// configured key (the value `untagged` when the record lacks it).
+    fn tags(&self) -> &[Tag] {
+        &[]
+    }
 }
+
+/// An attribution tag of a record: (tag key, value).
+pub type Tag = (Arc<str>, Arc<str>);
+
+/// The value counted when a record lacks a configured tag key.
+pub const UNTAGGED: &str = "untagged";
 
 /// One aggregate's delta: its summed counters and the records it covers.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -135,6 +164,27 @@ pub fn keys_of<C: Contribution>(r: &C) -> [AggregateKey<'_>; 4] {
     ]
 }
 
+/// The tag keys a record contributes to: two per attribution tag.
+pub fn tag_keys_of<C: Contribution>(r: &C) -> impl Iterator<Item = AggregateKey<'_>> {
+    let (model, day) = (r.model(), r.day());
+    r.tags().iter().flat_map(move |(tag, value)| {
+        let (tag, value) = (&**tag, &**value);
+        [
+            AggregateKey::TagModelDay {
+                tag,
+                value,
+                model,
+                day,
+            },
+            AggregateKey::TagMonth {
+                tag,
+                value,
+                month: day.month(),
+            },
+        ]
+    })
+}
+
 /// Folds records into one delta per aggregate key, in key order. Sums each
 /// record into its (user, model, day) delta in a hash map (records far
 /// outnumber keys: one hash per record), derives the three rollups from those
@@ -143,12 +193,20 @@ pub fn aggregate<'a, C: Contribution + 'a>(
     records: impl IntoIterator<Item = &'a C>,
 ) -> BTreeMap<AggregateKey<'a>, Delta<'a>> {
     let mut by_user_model_day: HashMap<(&'a str, &'a str, Day), Delta<'a>> = HashMap::new();
+    let mut by_tag_model_day: HashMap<(&'a str, &'a str, &'a str, Day), Delta<'a>> = HashMap::new();
     for r in records {
         let d = by_user_model_day
             .entry((r.user(), r.model(), r.day()))
             .or_default();
         d.counters.add(r.counters());
         d.record_ids.push(r.record_id());
+        for (tag, value) in r.tags() {
+            let d = by_tag_model_day
+                .entry((&**tag, &**value, r.model(), r.day()))
+                .or_default();
+            d.counters.add(r.counters());
+            d.record_ids.push(r.record_id());
+        }
     }
     let mut rollups: HashMap<AggregateKey<'a>, Delta<'a>> =
         HashMap::with_capacity(by_user_model_day.len());
@@ -166,9 +224,35 @@ pub fn aggregate<'a, C: Contribution + 'a>(
             r.record_ids.extend_from_slice(&d.record_ids);
         }
     }
+    for (&(tag, value, _, day), d) in &by_tag_model_day {
+        let r = rollups
+            .entry(AggregateKey::TagMonth {
+                tag,
+                value,
+                month: day.month(),
+            })
+            .or_default();
+        r.counters.add(&d.counters);
+        r.record_ids.extend_from_slice(&d.record_ids);
+    }
     by_user_model_day
         .into_iter()
         .map(|((user, model, day), d)| (AggregateKey::UserModelDay { user, model, day }, d))
+        .chain(
+            by_tag_model_day
+                .into_iter()
+                .map(|((tag, value, model, day), d)| {
+                    (
+                        AggregateKey::TagModelDay {
+                            tag,
+                            value,
+                            model,
+                            day,
+                        },
+                        d,
+                    )
+                }),
+        )
         .chain(rollups)
         .collect()
 }
@@ -189,6 +273,10 @@ mod tests {
         c: Counters,
         /// The generated values as plain integers, kept apart from `c`.
         plain: Plain,
+        /// Attribution tags as the meter builds them.
+        tags: Vec<Tag>,
+        /// The same tags as plain strings, for the independent sums.
+        plain_tags: Vec<(String, String)>,
     }
 
     impl Contribution for R {
@@ -206,6 +294,9 @@ mod tests {
         }
         fn counters(&self) -> &Counters {
             &self.c
+        }
+        fn tags(&self) -> &[Tag] {
+            &self.tags
         }
     }
 
@@ -272,9 +363,25 @@ mod tests {
             // Rates in micro-dollars per million tokens (= pico-dollars per
             // token), up to $75 per million.
             (0u64..=75_000_000, 0u64..=75_000_000),
+            (
+                prop::sample::select(vec!["payments", "s#~%<b>", UNTAGGED]),
+                prop::sample::select(vec!["chat", "search"]),
+            ),
         )
             .prop_map(
-                |(id, user, model, day, (err, i, o, cr, cw, unp), (rate_in, rate_out))| {
+                |(
+                    id,
+                    user,
+                    model,
+                    day,
+                    (err, i, o, cr, cw, unp),
+                    (rate_in, rate_out),
+                    (team, feature),
+                )| {
+                    let plain_tags = vec![
+                        ("team".to_string(), team.to_string()),
+                        ("feature".to_string(), feature.to_string()),
+                    ];
                     let plain = Plain {
                         invocations: 1,
                         errors: err.into(),
@@ -306,6 +413,11 @@ mod tests {
                             ),
                         },
                         plain,
+                        tags: plain_tags
+                            .iter()
+                            .map(|(t, v)| (Arc::from(t.as_str()), Arc::from(v.as_str())))
+                            .collect(),
+                        plain_tags,
                     }
                 },
             )
@@ -325,12 +437,23 @@ mod tests {
             for key in [
                 ("user_model_day", user.clone(), model.clone(), day.clone()),
                 ("user_day", user.clone(), String::new(), day.clone()),
-                ("user_month", user, String::new(), month),
-                ("model_day", String::new(), model, day),
+                ("user_month", user, String::new(), month.clone()),
+                ("model_day", String::new(), model.clone(), day.clone()),
             ] {
                 let e = out.entry(key).or_default();
                 e.0 = e.0.plus(r.plain);
                 e.1.push(r.id.clone());
+            }
+            for (tag, value) in &r.plain_tags {
+                let who = format!("{tag}={value}");
+                for key in [
+                    ("tag_model_day", who.clone(), model.clone(), day.clone()),
+                    ("tag_month", who, String::new(), month.clone()),
+                ] {
+                    let e = out.entry(key).or_default();
+                    e.0 = e.0.plus(r.plain);
+                    e.1.push(r.id.clone());
+                }
             }
         }
         for (_, ids) in out.values_mut() {
@@ -356,6 +479,23 @@ mod tests {
                     AggregateKey::ModelDay { model, day } => {
                         ("model_day", String::new(), model.into(), day.to_string())
                     }
+                    AggregateKey::TagModelDay {
+                        tag,
+                        value,
+                        model,
+                        day,
+                    } => (
+                        "tag_model_day",
+                        format!("{tag}={value}"),
+                        model.into(),
+                        day.to_string(),
+                    ),
+                    AggregateKey::TagMonth { tag, value, month } => (
+                        "tag_month",
+                        format!("{tag}={value}"),
+                        String::new(),
+                        month.to_string(),
+                    ),
                 };
                 let mut ids: Vec<String> = d.record_ids.iter().map(|s| s.to_string()).collect();
                 ids.sort();
@@ -416,6 +556,19 @@ mod tests {
                 let n: usize = got.iter().filter(|(k, _)| k.0 == kind).map(|(_, (_, ids))| ids.len()).sum();
                 prop_assert_eq!(n, records.len());
             }
+            // Per tag key, its values' totals add up to the organisation's.
+            for kind in ["tag_model_day", "tag_month"] {
+                for tag in ["team=", "feature="] {
+                    let of_tag: Vec<_> = got
+                        .iter()
+                        .filter(|(k, _)| k.0 == kind && k.1.starts_with(tag))
+                        .collect();
+                    let sum = of_tag.iter().fold(Plain::default(), |t, (_, (p, _))| t.plus(*p));
+                    prop_assert_eq!(sum, total, "{} {}", kind, tag);
+                    let n: usize = of_tag.iter().map(|(_, (_, ids))| ids.len()).sum();
+                    prop_assert_eq!(n, records.len());
+                }
+            }
         }
     }
 
@@ -436,6 +589,8 @@ mod tests {
                 ..Default::default()
             },
             plain: Plain::default(),
+            tags: Vec::new(),
+            plain_tags: Vec::new(),
         };
         let records = [
             mk("a", 3, 1, 500_000_000_000),
@@ -465,6 +620,8 @@ mod tests {
                 ..Default::default()
             },
             plain: Plain::default(),
+            tags: Vec::new(),
+            plain_tags: Vec::new(),
         };
         let records = [mk("a", "2026-10-31"), mk("b", "2026-11-01")];
         let agg = aggregate(&records);

@@ -38,7 +38,7 @@ use foldhash::{HashSet, HashSetExt};
 
 use sha2::{Digest, Sha256};
 
-pub use aggregate::{aggregate, AggregateKey, Contribution, Counters, Delta};
+pub use aggregate::{aggregate, AggregateKey, Contribution, Counters, Delta, Tag, UNTAGGED};
 pub use decode::{BatchKind, DecodeError, DecodeLimits, LogEvent};
 pub use money::Usd;
 pub use pricing::{Price, PriceTable, PriceTableError, UnpricedReason};
@@ -47,6 +47,11 @@ pub use resolve::{Day, Month};
 
 /// The default `requestMetadata` key that names the user.
 pub const DEFAULT_USER_METADATA_KEY: &str = "user";
+
+/// The attribution tag name that means the caller's IAM principal (the
+/// record's `identity.arn` in the form the Cost and Usage Report writes),
+/// not a `requestMetadata` key.
+pub const PRINCIPAL_TAG: &str = "principal";
 
 /// The model recorded when a record has no `modelId`.
 pub const UNKNOWN_MODEL: &str = "unknown";
@@ -65,6 +70,9 @@ pub struct Meter {
     pub prices: PriceTable,
     pub user_metadata_key: String,
     pub limits: DecodeLimits,
+    /// `requestMetadata` keys (or [`PRINCIPAL_TAG`]) each record is also
+    /// counted under (`ATTRIBUTION_TAGS`); empty by default.
+    pub attribution_tags: Vec<Arc<str>>,
 }
 
 /// One invocation, resolved and priced: everything the store needs, and no
@@ -86,6 +94,9 @@ pub struct MeteredRecord {
     /// This record's contribution (invocations = 1).
     pub counters: Counters,
     pub unpriced: Option<UnpricedReason>,
+    /// One (tag, value) per configured attribution tag, in configured order;
+    /// the value is [`UNTAGGED`] when the record lacks the key.
+    pub tags: Vec<Tag>,
 }
 
 impl Contribution for MeteredRecord {
@@ -103,6 +114,9 @@ impl Contribution for MeteredRecord {
     }
     fn counters(&self) -> &Counters {
         &self.counters
+    }
+    fn tags(&self) -> &[Tag] {
+        &self.tags
     }
 }
 
@@ -155,6 +169,7 @@ impl Meter {
             prices: PriceTable::builtin(),
             user_metadata_key: DEFAULT_USER_METADATA_KEY.to_string(),
             limits: DecodeLimits::default(),
+            attribution_tags: Vec::new(),
         }
     }
 
@@ -240,6 +255,23 @@ impl Meter {
         {
             return Err(e);
         }
+        let mut tags = Vec::with_capacity(self.attribution_tags.len());
+        for tag in &self.attribution_tags {
+            let value = if &**tag == PRINCIPAL_TAG {
+                resolve::cur_principal(rec.identity_arn.as_deref())
+            } else {
+                rec.metadata
+                    .iter()
+                    .find(|(k, _)| k == &**tag)
+                    .map(|(_, v)| std::borrow::Cow::Borrowed(v.as_ref()))
+            };
+            let value = value.filter(|v| !v.trim().is_empty());
+            let value = value.as_deref().unwrap_or(UNTAGGED);
+            if let Some(e) = too_long("attribution tag value", value.len(), MAX_ID_BYTES) {
+                return Err(e);
+            }
+            tags.push((tag.clone(), cache.strings.intern(value)));
+        }
         let day = Day::of(rec.timestamp);
         let model = rec.model_id.as_deref();
         let price = self.prices.price_cached(
@@ -283,6 +315,7 @@ impl Meter {
                 cost_usd: cost,
             },
             unpriced,
+            tags,
         })
     }
 }
@@ -370,6 +403,41 @@ mod tests {
                 .reason_label(),
             "id_too_long"
         );
+    }
+
+    #[test]
+    fn each_configured_tag_takes_its_metadata_value_or_untagged() {
+        let m = Meter {
+            attribution_tags: vec!["team".into(), "feature".into(), PRINCIPAL_TAG.into()],
+            ..Meter::with_defaults()
+        };
+        let tagged = r#"{"modelId":"m","timestamp":"2026-11-01T00:00:00Z","requestMetadata":{"user":"a","team":"pay#<b>","feature":"  "},"identity":{"arn":"arn:aws:iam::111111111111:user/eng/dave"}}"#;
+        let r = m.meter_event(&ev("1", tagged)).unwrap();
+        let got: Vec<(&str, &str)> = r.tags.iter().map(|(t, v)| (&**t, &**v)).collect();
+        assert_eq!(
+            got,
+            [
+                ("team", "pay#<b>"),
+                ("feature", UNTAGGED),
+                ("principal", "arn:aws:iam::111111111111:user/dave"),
+            ]
+        );
+        let bare = r#"{"modelId":"m","timestamp":"2026-11-01T00:00:00Z"}"#;
+        let r = m.meter_event(&ev("2", bare)).unwrap();
+        assert!(r.tags.iter().all(|(_, v)| &**v == UNTAGGED), "{:?}", r.tags);
+        let long = format!(
+            r#"{{"modelId":"m","timestamp":"2026-11-01T00:00:00Z","requestMetadata":{{"team":"{}"}}}}"#,
+            "t".repeat(MAX_ID_BYTES + 1)
+        );
+        assert_eq!(
+            m.meter_event(&ev("3", &long)).unwrap_err().reason_label(),
+            "id_too_long"
+        );
+        assert!(Meter::with_defaults()
+            .meter_event(&ev("4", tagged))
+            .unwrap()
+            .tags
+            .is_empty());
     }
 
     #[test]

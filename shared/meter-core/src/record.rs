@@ -70,6 +70,9 @@ pub struct InvocationRecord<'a> {
     pub identity_arn: Option<Cow<'a, str>>,
     /// The value of the configured `requestMetadata` key, if a string.
     pub metadata_user: Option<Cow<'a, str>>,
+    /// Every string entry of `requestMetadata`, in order (for attribution
+    /// tags). Empty when the record has none.
+    pub metadata: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     pub error_code: Option<Cow<'a, str>>,
     pub tokens: TokenCounts,
 }
@@ -570,11 +573,11 @@ pub fn parse_record<'a>(
         None => return Err(RecordError::MissingTimestamp),
         Some(ts) => parse_timestamp(ts)?,
     };
-    let metadata_user = raw.request_metadata.and_then(|m| {
-        m.0.into_iter()
-            .find(|(k, _)| k == metadata_key)
-            .map(|(_, v)| v)
-    });
+    let metadata = raw.request_metadata.map(|m| m.0).unwrap_or_default();
+    let metadata_user = metadata
+        .iter()
+        .find(|(k, _)| k == metadata_key)
+        .map(|(_, v)| v.clone());
     let count = |c: Option<TokenCount>| c.map_or(0, |c| c.0);
     let (input, cache_read, cache_write) = raw.input.map_or((0, 0, 0), |i| {
         (
@@ -596,6 +599,7 @@ pub fn parse_record<'a>(
         region: raw.region.map(|r| r.0),
         identity_arn: raw.identity.and_then(|i| i.arn).map(|a| a.0),
         metadata_user,
+        metadata,
         error_code: raw.error_code.map(|c| c.0).filter(|c| !c.is_empty()),
         tokens: TokenCounts {
             input,

@@ -42,6 +42,38 @@ pub fn attribute<'a>(
     Attribution { user, principal }
 }
 
+/// The caller as the Cost and Usage Report (CUR 2.0) writes it in
+/// `line_item_iam_principal`: `arn:PARTITION:iam::ACCOUNT:user/NAME` for an
+/// IAM user (any path dropped), the whole
+/// `arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION` for a role session,
+/// any other ARN unchanged. `None` without an ARN.
+pub fn cur_principal(identity_arn: Option<&str>) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let arn = identity_arn.filter(|a| !a.is_empty())?;
+    let mut parts = arn.splitn(6, ':');
+    let (Some("arn"), Some(_), Some("iam"), Some(_), Some(_), Some(resource)) = (
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+        parts.next(),
+    ) else {
+        return Some(Cow::Borrowed(arn));
+    };
+    match resource.strip_prefix("user/") {
+        Some(path_and_name) if path_and_name.contains('/') => {
+            let name = path_and_name.rsplit('/').next().unwrap_or(path_and_name);
+            if name.is_empty() {
+                return Some(Cow::Borrowed(arn));
+            }
+            let prefix = &arn[..arn.len() - resource.len()];
+            Some(Cow::Owned(format!("{prefix}user/{name}")))
+        }
+        _ => Some(Cow::Borrowed(arn)),
+    }
+}
+
 #[derive(Clone, Copy)]
 struct CallerArn<'a> {
     name: Option<&'a str>,
@@ -302,6 +334,30 @@ mod tests {
             let a = attribute(*meta, *arn);
             assert_eq!(a.user, *user, "{meta:?} {arn:?}");
             assert_eq!(a.principal, *principal, "{meta:?} {arn:?}");
+        }
+    }
+
+    #[test]
+    fn principals_take_the_form_the_cost_and_usage_report_writes() {
+        let cases = [
+            (
+                Some("arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice"),
+                Some("arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice"),
+            ),
+            (
+                Some("arn:aws:iam::111111111111:user/eng/team/dave"),
+                Some("arn:aws:iam::111111111111:user/dave"),
+            ),
+            (
+                Some("arn:aws:iam::111111111111:user/carol"),
+                Some("arn:aws:iam::111111111111:user/carol"),
+            ),
+            (Some("not-an-arn"), Some("not-an-arn")),
+            (Some(""), None),
+            (None, None),
+        ];
+        for (arn, want) in cases {
+            assert_eq!(cur_principal(arn).as_deref(), want, "{arn:?}");
         }
     }
 

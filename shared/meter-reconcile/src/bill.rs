@@ -116,6 +116,13 @@ impl Bill {
         }
         Ok(())
     }
+
+    /// Records a period the source answered for (a Cost Explorer day), with
+    /// or without lines.
+    pub fn push_period(&mut self, raw: &RawLine) -> Result<(), ReconcileError> {
+        self.days.insert(line_day(raw)?);
+        Ok(())
+    }
 }
 
 /// The UTC day of a line; refuses lines longer than a day (monthly exports).
@@ -329,8 +336,10 @@ mod tests {
         );
         r.product_code = "a1b2c3d4e5f6g7h8i9j0k1l2m".into();
         r.billing_entity = Some("AWS Marketplace".into());
-        r.product
-            .insert("product_name".into(), "Claude Sonnet 4.5 (Amazon Bedrock Edition)".into());
+        r.product.insert(
+            "product_name".into(),
+            "Claude Sonnet 4.5 (Amazon Bedrock Edition)".into(),
+        );
         let line = norm(&r).unwrap().unwrap();
         assert_eq!(line.day.to_string(), "2026-11-10");
         assert_eq!(line.cost.to_string(), "0.046875");
@@ -367,14 +376,20 @@ mod tests {
         monthly.start = "2026-11-01T00:00:00Z".into();
         monthly.end = Some("2026-12-01T00:00:00Z".into());
         let e = norm(&monthly).unwrap_err().to_string();
-        assert!(e.starts_with("f.csv: line 7: ") && e.contains("MONTHLY"), "{e}");
+        assert!(
+            e.starts_with("f.csv: line 7: ") && e.contains("MONTHLY"),
+            "{e}"
+        );
         let mut eur = raw("USE1-NovaMicro-input-tokens", "1", "1K tokens", "0.035");
         eur.currency = Some("EUR".into());
         let e = norm(&eur).unwrap_err().to_string();
         assert!(e.contains("line 7") && e.contains("currency is EUR"), "{e}");
         let mut bad = raw("USE1-NovaMicro-input-tokens", "1", "1K tokens", "0.035");
         bad.start = "11/10/2026".into();
-        assert!(norm(&bad).unwrap_err().to_string().contains("not a UTC timestamp"));
+        assert!(norm(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not a UTC timestamp"));
     }
 
     #[test]

@@ -41,8 +41,8 @@ pub use reconcile::{reconcile, Options, Report, Row, Status};
 /// messages name the file and line and say what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
-    /// A problem at one place of one file.
-    #[error("{file}: line {line}: {reason}")]
+    /// A problem at one place of one file (`line` 0: the place is in `file`).
+    #[error("{file}: {}{reason}", line_prefix(*line))]
     At {
         file: String,
         line: u64,
@@ -57,6 +57,14 @@ pub enum ReconcileError {
     /// Anything else about the request.
     #[error("{0}")]
     Usage(String),
+}
+
+fn line_prefix(line: u64) -> String {
+    if line == 0 {
+        String::new()
+    } else {
+        format!("line {line}: ")
+    }
 }
 
 impl ReconcileError {

@@ -118,9 +118,15 @@ pub fn from_report_json(file: &str, text: &str) -> Result<Vec<MeterRow>, Reconci
             "user_model_day" => &mut user_model_day,
             _ => continue,
         };
-        let bad = |what: &str| ReconcileError::at(file, n, format!("{} row without a valid {what}", r.kind));
+        let bad = |what: &str| {
+            ReconcileError::at(file, n, format!("{} row without a valid {what}", r.kind))
+        };
         let model = r.model.clone().ok_or_else(|| bad("model"))?;
-        let day = r.day.as_deref().and_then(Day::parse).ok_or_else(|| bad("day"))?;
+        let day = r
+            .day
+            .as_deref()
+            .and_then(Day::parse)
+            .ok_or_else(|| bad("day"))?;
         let cost_text = match &r.cost_usd {
             serde_json::Value::String(s) => s.clone(),
             serde_json::Value::Number(n) => n.to_string(),

@@ -80,7 +80,8 @@ impl Names {
     /// Adds or replaces map entries from a file in the Price List map format
     /// (`--map FILE`).
     pub fn overlay_map(&mut self, source: &str, text: &str) -> Result<(), ReconcileError> {
-        let extra = PriceMap::from_toml(source, text).map_err(|e| ReconcileError::Map(e.to_string()))?;
+        let extra =
+            PriceMap::from_toml(source, text).map_err(|e| ReconcileError::Map(e.to_string()))?;
         self.map.overlay(extra);
         Ok(())
     }

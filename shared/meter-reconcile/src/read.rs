@@ -73,9 +73,8 @@ pub fn read_paths(
 /// The data files a path stands for.
 fn collect(path: &Path, named: bool, out: &mut Vec<PathBuf>) -> Result<(), ReconcileError> {
     let shown = path.display().to_string();
-    let meta = std::fs::metadata(path).map_err(|e| {
-        ReconcileError::file(&shown, format!("cannot read: {e}; check the path"))
-    })?;
+    let meta = std::fs::metadata(path)
+        .map_err(|e| ReconcileError::file(&shown, format!("cannot read: {e}; check the path")))?;
     if meta.is_dir() {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
             .map_err(|e| ReconcileError::file(&shown, format!("cannot list the folder: {e}")))?
@@ -384,7 +383,12 @@ fn read_csv<R: Read>(
                 product.entry(name.clone()).or_insert_with(|| v.to_string());
             }
         }
-        let get = |c: &str| index.get(c).and_then(|i| record.get(*i)).map(str::to_string);
+        let get = |c: &str| {
+            index
+                .get(c)
+                .and_then(|i| record.get(*i))
+                .map(str::to_string)
+        };
         sink(raw_line(file, line, &get, product))?;
     }
     Ok(())
@@ -396,7 +400,10 @@ fn field_text(field: &Field) -> Option<String> {
     let ts = |nanos: i128| {
         time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
             .ok()
-            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
     };
     match field {
         Field::Null => None,
@@ -433,7 +440,10 @@ fn read_parquet(
         .collect();
     check_columns(&file, &fields)?;
     let rows = reader.get_row_iter(None).map_err(|e| {
-        ReconcileError::file(&file, format!("cannot read Parquet rows ({e}); download it again"))
+        ReconcileError::file(
+            &file,
+            format!("cannot read Parquet rows ({e}); download it again"),
+        )
     })?;
     for (i, row) in rows.enumerate() {
         let n = i as u64 + 1;
@@ -459,7 +469,10 @@ fn read_parquet(
                 continue;
             }
             if let Some(v) = field_text(field) {
-                if let Some(rest) = name.strip_prefix("product_").filter(|r| *r != "servicecode") {
+                if let Some(rest) = name
+                    .strip_prefix("product_")
+                    .filter(|r| *r != "servicecode")
+                {
                     product.entry(rest.to_string()).or_insert_with(|| v.clone());
                 }
                 values.insert(name, v);
@@ -482,25 +495,38 @@ mod tests {
             column_name("lineItem/UsageStartDate"),
             "line_item_usage_start_date"
         );
-        assert_eq!(column_name("lineItem/LineItemType"), "line_item_line_item_type");
+        assert_eq!(
+            column_name("lineItem/LineItemType"),
+            "line_item_line_item_type"
+        );
         assert_eq!(column_name("pricing/unit"), "pricing_unit");
         assert_eq!(column_name("line_item_usage_type"), "line_item_usage_type");
-        assert_eq!(column_name("\u{feff}bill_billing_entity"), "bill_billing_entity");
+        assert_eq!(
+            column_name("\u{feff}bill_billing_entity"),
+            "bill_billing_entity"
+        );
     }
 
     #[test]
     fn map_columns_read_as_json_or_as_athena_prints_them() {
         let want: BTreeMap<String, String> = [
-            ("product_name".to_string(), "Claude Sonnet 4.5 (Amazon Bedrock Edition)".to_string()),
+            (
+                "product_name".to_string(),
+                "Claude Sonnet 4.5 (Amazon Bedrock Edition)".to_string(),
+            ),
             ("region".to_string(), "us-east-1".to_string()),
         ]
         .into();
         assert_eq!(
-            parse_map(r#"{"product_name":"Claude Sonnet 4.5 (Amazon Bedrock Edition)","region":"us-east-1"}"#),
+            parse_map(
+                r#"{"product_name":"Claude Sonnet 4.5 (Amazon Bedrock Edition)","region":"us-east-1"}"#
+            ),
             Some(want.clone())
         );
         assert_eq!(
-            parse_map("{product_name=Claude Sonnet 4.5 (Amazon Bedrock Edition), region=us-east-1}"),
+            parse_map(
+                "{product_name=Claude Sonnet 4.5 (Amazon Bedrock Edition), region=us-east-1}"
+            ),
             Some(want)
         );
         assert_eq!(parse_map(""), Some(BTreeMap::new()));

@@ -23,6 +23,50 @@ pub struct Config {
     pub price_table_path: Option<PathBuf>,
     /// `MAX_DECOMPRESSED_BYTES` (default 64 MiB).
     pub max_decompressed_bytes: usize,
+    /// `ATTRIBUTION_TAGS`: comma-separated `requestMetadata` keys (or
+    /// `principal`) each record is also counted under; empty by default.
+    pub attribution_tags: Vec<String>,
+}
+
+/// Most attribution tags: each adds two aggregate updates per record group.
+pub const MAX_ATTRIBUTION_TAGS: usize = 8;
+
+/// Parses `ATTRIBUTION_TAGS` (`team,feature`): trimmed, non-empty, distinct
+/// names of at most 128 bytes, none the user key, at most
+/// [`MAX_ATTRIBUTION_TAGS`].
+pub fn parse_attribution_tags(
+    value: &str,
+    user_metadata_key: &str,
+) -> Result<Vec<String>, ConfigError> {
+    let bad = |expected: &'static str| ConfigError::Invalid {
+        var: "ATTRIBUTION_TAGS",
+        value: value.to_string(),
+        expected,
+    };
+    let mut tags: Vec<String> = Vec::new();
+    if value.trim().is_empty() {
+        return Ok(tags);
+    }
+    for name in value.split(',').map(str::trim) {
+        if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+            return Err(bad("comma-separated requestMetadata keys of 1-128 characters, for example `team,feature` (empty: no tags)"));
+        }
+        if tags.iter().any(|t| t == name) {
+            return Err(bad("each key once: remove the duplicate"));
+        }
+        if name == user_metadata_key {
+            return Err(bad(
+                "keys other than USER_METADATA_KEY: the user is already a dimension",
+            ));
+        }
+        tags.push(name.to_string());
+    }
+    if tags.len() > MAX_ATTRIBUTION_TAGS {
+        return Err(bad(
+            "at most 8 keys: each one adds two aggregate writes per record group",
+        ));
+    }
+    Ok(tags)
 }
 
 /// A bad setting, naming the variable and what is expected.
@@ -45,6 +89,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     "MARKER_TTL_DAYS",
     "PRICE_TABLE_PATH",
     "MAX_DECOMPRESSED_BYTES",
+    "ATTRIBUTION_TAGS",
 ];
 
 /// Checks a DynamoDB table name (3-255 characters of `a-z A-Z 0-9 _ - .`);
@@ -121,10 +166,16 @@ impl Config {
                 }
             },
         };
+        let user_metadata_key =
+            non_empty("USER_METADATA_KEY").unwrap_or_else(|| DEFAULT_USER_METADATA_KEY.to_string());
+        let attribution_tags = parse_attribution_tags(
+            &get("ATTRIBUTION_TAGS").unwrap_or_default(),
+            &user_metadata_key,
+        )?;
         Ok(Config {
             table,
-            user_metadata_key: non_empty("USER_METADATA_KEY")
-                .unwrap_or_else(|| DEFAULT_USER_METADATA_KEY.to_string()),
+            user_metadata_key,
+            attribution_tags,
             marker_ttl_days,
             price_table_path: non_empty("PRICE_TABLE_PATH").map(PathBuf::from),
             max_decompressed_bytes,
@@ -143,6 +194,11 @@ impl Config {
             limits: DecodeLimits {
                 max_decompressed_bytes: self.max_decompressed_bytes,
             },
+            attribution_tags: self
+                .attribution_tags
+                .iter()
+                .map(|t| std::sync::Arc::from(t.as_str()))
+                .collect(),
         })
     }
 
@@ -175,6 +231,20 @@ mod tests {
         assert_eq!(c.marker_ttl_days, 35);
         assert_eq!(c.price_table_path, None);
         assert_eq!(c.commit_settings().marker_ttl_secs, 35 * 86_400);
+        assert!(c.attribution_tags.is_empty());
+    }
+
+    #[test]
+    fn attribution_tags_are_read_trimmed_in_order_and_reach_the_meter() {
+        let c = cfg(&[("ATTRIBUTION_TAGS", " team , feature,principal ")]).unwrap();
+        assert_eq!(c.attribution_tags, ["team", "feature", "principal"]);
+        let m = c.meter().unwrap();
+        let names: Vec<&str> = m.attribution_tags.iter().map(|t| &**t).collect();
+        assert_eq!(names, ["team", "feature", "principal"]);
+        assert!(cfg(&[("ATTRIBUTION_TAGS", "  ")])
+            .unwrap()
+            .attribution_tags
+            .is_empty());
     }
 
     #[test]
@@ -184,6 +254,10 @@ mod tests {
             ("MARKER_TTL_DAYS", "soon"),
             ("MAX_DECOMPRESSED_BYTES", "12"),
             ("USAGE_TABLE", "bad table!"),
+            ("ATTRIBUTION_TAGS", "team,,feature"),
+            ("ATTRIBUTION_TAGS", "team,team"),
+            ("ATTRIBUTION_TAGS", "user"),
+            ("ATTRIBUTION_TAGS", "a,b,c,d,e,f,g,h,i"),
         ] {
             let err = cfg(&[(var, value)]).unwrap_err().to_string();
             assert!(err.starts_with(var), "{err}");

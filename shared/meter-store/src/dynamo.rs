@@ -70,8 +70,9 @@ impl DynamoDbUsageStore {
                     keys,
                     record_id,
                     expires_at,
+                    usage,
                 } => {
-                    let put = Put::builder()
+                    let mut put = Put::builder()
                         .table_name(&self.table)
                         .item("pk", s(&keys.pk))
                         .item("sk", s(&keys.sk))
@@ -79,6 +80,15 @@ impl DynamoDbUsageStore {
                         .item("record_id", s(record_id))
                         .item("committed_at", s(updated_at))
                         .item(TTL_ATTRIBUTE, n(expires_at.to_string()))
+                        .item("user", s(&usage.user))
+                        .item("model", s(&usage.model))
+                        .item("day", s(&usage.day));
+                    for (name, value) in usage.counters.named_values() {
+                        if name != "invocations" {
+                            put = put.item(name, n(value));
+                        }
+                    }
+                    let put = put
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
                         .map_err(build_err)?;
@@ -678,6 +688,12 @@ pub struct UsageRow {
     pub day: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub month: Option<String>,
+    /// The attribution tag key (`tag_*` kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The attribution tag value (`tag_*` kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     pub invocations: u128,
     pub errors: u128,
     pub input_tokens: u128,
@@ -715,6 +731,8 @@ fn row_of(item: &HashMap<String, AttributeValue>) -> Option<UsageRow> {
         model: text("model"),
         day: text("day"),
         month: text("month"),
+        tag: text("tag"),
+        value: text("value"),
         invocations: num("invocations"),
         errors: num("errors"),
         input_tokens: num("input_tokens"),
@@ -873,6 +891,140 @@ impl DynamoDbUsageStore {
         )
         .await
     }
+}
+
+/// Attribution tags (`tag_model_day`, `tag_month`) and per-request markers.
+impl DynamoDbUsageStore {
+    /// Every value of a tag on one day, per model (`tag_model_day` items):
+    /// one Query on `gsi1` (`TDAY#<tag>#<day>`).
+    pub async fn tag_values_on_day(
+        &self,
+        tag: &str,
+        day: Day,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.query(
+            Some(GSI1),
+            "gsi1pk",
+            keys::tag_day_gsi_pk(tag, day),
+            "gsi1sk",
+            SkCondition::BeginsWith("V#".into()),
+        )
+        .await
+    }
+
+    /// Every value of a tag in one month (`tag_month` items): one Query on
+    /// `gsi1` (`TMONTH#<tag>#<month>`).
+    pub async fn tag_values_in_month(
+        &self,
+        tag: &str,
+        month: Month,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.query(
+            Some(GSI1),
+            "gsi1pk",
+            keys::tag_month_gsi_pk(tag, month),
+            "gsi1sk",
+            SkCondition::BeginsWith("V#".into()),
+        )
+        .await
+    }
+
+    /// One tag value per model and day from `from` to `to` (`tag_model_day`
+    /// items): one Query (`T#<tag>#<value>`).
+    pub async fn tag_value_days(
+        &self,
+        tag: &str,
+        value: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<UsageRow>, StoreError> {
+        self.query(
+            None,
+            "pk",
+            keys::tag_pk(tag, value),
+            "sk",
+            SkCondition::Between(keys::day_sk(from), format!("{}#~", keys::day_sk(to))),
+        )
+        .await
+    }
+
+    /// The marker of one record id (`r:<requestId>`): one strongly
+    /// consistent GetItem. `None` when no marker exists.
+    pub async fn marker(&self, record_id: &str) -> Result<Option<MarkerRow>, StoreError> {
+        let k = keys::marker_keys(record_id);
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(k.pk))
+            .key("sk", s(k.sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, &self.table))?;
+        Ok(out.item().and_then(marker_of))
+    }
+}
+
+/// A record's marker as read back (`bedrock-meter cost`). Markers written
+/// before per-request costs existed have no usage (`user` is `None`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct MarkerRow {
+    pub record_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub day: Option<String>,
+    pub errors: u128,
+    pub input_tokens: u128,
+    pub output_tokens: u128,
+    pub cache_read_input_tokens: u128,
+    pub cache_write_input_tokens: u128,
+    pub unpriced_invocations: u128,
+    /// Exact decimal string.
+    pub cost_usd: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub committed_at: Option<String>,
+    /// Epoch seconds after which DynamoDB may delete the marker.
+    pub expires_at: Option<i64>,
+}
+
+fn marker_of(item: &HashMap<String, AttributeValue>) -> Option<MarkerRow> {
+    let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
+    let num = |k: &str| {
+        item.get(k)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse::<u128>().ok())
+            .unwrap_or(0)
+    };
+    if text("kind").as_deref() != Some("marker") {
+        return None;
+    }
+    let cost: Usd = item
+        .get("cost_usd")
+        .and_then(|v| v.as_n().ok())
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_default();
+    Some(MarkerRow {
+        record_id: text("record_id")?,
+        user: text("user"),
+        model: text("model"),
+        day: text("day"),
+        errors: num("errors"),
+        input_tokens: num("input_tokens"),
+        output_tokens: num("output_tokens"),
+        cache_read_input_tokens: num("cache_read_input_tokens"),
+        cache_write_input_tokens: num("cache_write_input_tokens"),
+        unpriced_invocations: num("unpriced_invocations"),
+        cost_usd: cost.to_string(),
+        committed_at: text("committed_at"),
+        expires_at: item
+            .get(TTL_ATTRIBUTE)
+            .and_then(|v| v.as_n().ok())
+            .and_then(|n| n.parse().ok()),
+    })
 }
 
 enum SkCondition {

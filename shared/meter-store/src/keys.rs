@@ -82,6 +82,23 @@ pub fn month_gsi_pk(month: Month) -> String {
     format!("MONTH#{month}")
 }
 
+/// Partition of one attribution tag value: `T#<tag>#<value>`.
+pub fn tag_pk(tag: &str, value: &str) -> String {
+    format!("T#{}#{}", component(tag), component(value))
+}
+/// Index partition of a tag's values on one day: `TDAY#<tag>#<day>`.
+pub fn tag_day_gsi_pk(tag: &str, day: Day) -> String {
+    format!("TDAY#{}#{day}", component(tag))
+}
+/// Index partition of a tag's values in one month: `TMONTH#<tag>#<month>`.
+pub fn tag_month_gsi_pk(tag: &str, month: Month) -> String {
+    format!("TMONTH#{}#{month}", component(tag))
+}
+/// Index sort key of a tag value: `V#<value>`.
+pub fn tag_value_gsi_sk(value: &str) -> String {
+    format!("V#{}", component(value))
+}
+
 /// Keys of an aggregate item.
 pub fn aggregate_keys(key: &AggregateKey<'_>) -> ItemKeys {
     match *key {
@@ -104,6 +121,24 @@ pub fn aggregate_keys(key: &AggregateKey<'_>) -> ItemKeys {
             pk: model_pk(model),
             sk: day_sk(day),
             gsi1: Some((day_gsi_pk(day), model_pk(model))),
+        },
+        AggregateKey::TagModelDay {
+            tag,
+            value,
+            model,
+            day,
+        } => ItemKeys {
+            pk: tag_pk(tag, value),
+            sk: format!("D#{day}#M#{}", component(model)),
+            gsi1: Some((
+                tag_day_gsi_pk(tag, day),
+                format!("{}#M#{}", tag_value_gsi_sk(value), component(model)),
+            )),
+        },
+        AggregateKey::TagMonth { tag, value, month } => ItemKeys {
+            pk: tag_pk(tag, value),
+            sk: month_sk(month),
+            gsi1: Some((tag_month_gsi_pk(tag, month), tag_value_gsi_sk(value))),
         },
     }
 }
@@ -161,7 +196,49 @@ mod tests {
         assert_ne!((k1.pk, k1.sk), (k2.pk, k2.sk));
     }
 
+    #[test]
+    fn tag_values_holding_the_delimiter_never_share_an_item() {
+        let day = Day::parse("2026-11-01").unwrap();
+        let k = |tag, value| {
+            aggregate_keys(&AggregateKey::TagModelDay {
+                tag,
+                value,
+                model: "m",
+                day,
+            })
+        };
+        let (a, b) = (k("team", "a#b"), k("team#a", "b"));
+        assert_ne!(a.pk, b.pk);
+        assert_eq!(a.pk, "T#team#a%23b");
+        assert_eq!(
+            a.gsi1,
+            Some(("TDAY#team#2026-11-01".into(), "V#a%23b#M#m".into()))
+        );
+        let month = aggregate_keys(&AggregateKey::TagMonth {
+            tag: "team",
+            value: "<p>",
+            month: day.month(),
+        });
+        assert_eq!(
+            (month.pk.as_str(), month.sk.as_str()),
+            ("T#team#<p>", "MONTH#2026-11")
+        );
+    }
+
     proptest! {
+        #[test]
+        fn tag_keys_stay_within_dynamodb_limits(tag in ".{0,300}", value in ".{0,9000}", model in ".{0,3000}") {
+            let day = Day::parse("2026-11-01").unwrap();
+            for key in [
+                AggregateKey::TagModelDay { tag: &tag, value: &value, model: &model, day },
+                AggregateKey::TagMonth { tag: &tag, value: &value, month: day.month() },
+            ] {
+                let k = aggregate_keys(&key);
+                prop_assert!(k.pk.len() <= 2048 && k.sk.len() <= 1024);
+                if let Some((p, s)) = k.gsi1 { prop_assert!(p.len() <= 2048 && s.len() <= 1024); }
+            }
+        }
+
         #[test]
         fn component_encoding_is_injective(a in ".{0,300}", b in ".{0,300}") {
             prop_assume!(a != b);

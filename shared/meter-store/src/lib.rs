@@ -7,6 +7,8 @@
 //!   in-memory implementation for tests.
 //! - [`ingest`]: [`commit_batch`], the one exactly-once commit path shared by
 //!   the Lambda and the CLI.
+//! - [`prices`]: price tables stored in the usage table, and the loader
+//!   that keeps the effective one current (with their DynamoDB adapter).
 //! - [`dynamo`]: [`DynamoDbUsageStore`], table creation and report queries;
 //!   the only module that uses the AWS SDK.
 //!
@@ -22,6 +24,7 @@ pub mod ingest;
 pub mod keys;
 pub mod metrics;
 pub mod plan;
+pub mod prices;
 pub mod store;
 
 pub use config::{Config, ConfigError};

@@ -25,6 +25,36 @@ pub fn report_metrics(r: &IngestReport) -> Vec<Metric> {
     ]
 }
 
+/// One EMF line per unpriced reason of the batch (`UnpricedByReason`, with
+/// dimensions `FunctionName` and `Reason`), so an alarm can say why
+/// invocations are unpriced. Nothing when every record was priced.
+pub fn unpriced_reason_lines(
+    r: &IngestReport,
+    function_name: &str,
+    timestamp_ms: i64,
+) -> Vec<String> {
+    r.unpriced_by_reason
+        .iter()
+        .filter(|(_, n)| **n > 0)
+        .map(|(reason, n)| {
+            json!({
+                "_aws": {
+                    "Timestamp": timestamp_ms,
+                    "CloudWatchMetrics": [{
+                        "Namespace": NAMESPACE,
+                        "Dimensions": [["FunctionName", "Reason"]],
+                        "Metrics": [{"Name": "UnpricedByReason", "Unit": "Count"}],
+                    }],
+                },
+                "FunctionName": function_name,
+                "Reason": reason,
+                "UnpricedByReason": *n as f64,
+            })
+            .to_string()
+        })
+        .collect()
+}
+
 /// Builds the EMF line carrying `metrics`, with dimension `FunctionName`.
 pub fn emf_line(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> String {
     let mut doc = Map::new();
