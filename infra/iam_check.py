@@ -12,8 +12,9 @@ BEDROCK_METER_CALL_LOG set (scripts/test.sh does): one JSON object per call,
 the test fakes check no IAM, so this is where a missing permission shows before AWS.
 
 Who is checked against what:
-  * ingest, kinesis-ingest, budget-alerts: the role of IngestFunction,
-    KinesisIngestFunction, BudgetAlertsFunction, in the SAM template and in the
+  * ingest, kinesis-ingest, budget-alerts, dashboard-widget, price-sync: the role of
+    IngestFunction, KinesisIngestFunction, BudgetAlertsFunction, DashboardWidgetFunction,
+    PriceSyncFunction, in the SAM template and in the
     synthesized CDK template (inline policies and AWS::IAM::Policy resources attached);
   * "cli <subcommand>": infra/operator-policy.json, the documented policy for people who
     run the CLI (docs/security.md);
@@ -63,6 +64,7 @@ FUNCTIONS = {
     "kinesis-ingest": "KinesisIngestFunction",
     "budget-alerts": "BudgetAlertsFunction",
     "dashboard-widget": "DashboardWidgetFunction",
+    "price-sync": "PriceSyncFunction",
 }
 OPERATOR = "operator"
 HARNESS = "test-harness"

@@ -4,6 +4,12 @@ invocation records, for measuring replay throughput and write units.
 
     scripts/gen-corpus.py OUT_DIR [--records 10000] [--per-file 500]
                           [--users 50] [--models 5] [--days 2] [--body-bytes 0]
+                          [--tags 0]
+
+--tags 1 adds requestMetadata `team` (8 teams, each user in one), --tags 2
+also `feature` (4 features, per record), for ATTRIBUTION_TAGS=team,feature.
+Tag values come from their own random stream: the rest of the corpus is the
+same whatever --tags.
 """
 import argparse
 import base64
@@ -21,7 +27,11 @@ MODELS = [
 ]
 
 
-def record(i, rng, args):
+TEAMS = ["payments", "search", "ads", "growth", "infra", "support", "data", "mobile"]
+FEATURES = ["chat", "summarise", "classify", "extract"]
+
+
+def record(i, rng, args, trng):
     day = 1 + rng.randrange(args.days)
     body = "x" * (args.body_bytes // 2)
     rec = {
@@ -34,6 +44,11 @@ def record(i, rng, args):
         "input": {"inputContentType": "application/json", "inputTokenCount": rng.randrange(1, 4000)},
         "output": {"outputContentType": "application/json", "outputTokenCount": rng.randrange(1, 1000)},
     }
+    if args.tags >= 1:
+        user = int(rec["identity"]["arn"].rsplit("user", 1)[1])
+        rec["requestMetadata"] = {"team": TEAMS[user % len(TEAMS)]}
+        if args.tags >= 2:
+            rec["requestMetadata"]["feature"] = FEATURES[trng.randrange(len(FEATURES))]
     if body:
         rec["input"]["inputBodyJson"] = {"messages": [{"role": "user", "content": [{"text": body}]}]}
         rec["output"]["outputBodyJson"] = {"output": {"message": {"content": [{"text": body}]}}}
@@ -50,12 +65,14 @@ def main():
     p.add_argument("--days", type=int, default=2)
     p.add_argument("--body-bytes", type=int, default=0)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--tags", type=int, default=0, choices=[0, 1, 2])
     args = p.parse_args()
     rng = random.Random(args.seed)
+    trng = random.Random(args.seed + 1_000_003)
     os.makedirs(args.out, exist_ok=True)
     for f, start in enumerate(range(0, args.records, args.per_file)):
         events = [
-            {"id": f"{i:056d}", "timestamp": 1793000000000 + i, "message": json.dumps(record(i, rng, args), separators=(",", ":"))}
+            {"id": f"{i:056d}", "timestamp": 1793000000000 + i, "message": json.dumps(record(i, rng, args, trng), separators=(",", ":"))}
             for i in range(start, min(start + args.per_file, args.records))
         ]
         payload = {"messageType": "DATA_MESSAGE", "owner": "111111111111",

@@ -52,6 +52,9 @@ MINIMAL_CALLS = [
     call("ingest", "TransactWriteItems", "t", items=["Put", "Update"]),
     call("kinesis-ingest", "TransactWriteItems", "t", items=["Put", "Update"]),
     call("budget-alerts", "GetItem", "t"),
+    call("dashboard-widget", "GetItem", "t"),
+    call("price-sync", "GetItem", "t"),
+    call("price-sync", "TransactWriteItems", "t", items=["Put"]),
 ]
 
 
@@ -62,6 +65,8 @@ def minimal(extra_budget: list[dict] | None = None) -> dict:
             "IngestFunction": [write],
             "KinesisIngestFunction": [write],
             "BudgetAlertsFunction": [allow("dynamodb:GetItem", TABLE)] + (extra_budget or []),
+            "DashboardWidgetFunction": [allow("dynamodb:GetItem", TABLE)],
+            "PriceSyncFunction": [allow(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE)],
         }
     )
 
@@ -260,6 +265,11 @@ class TheCommandLine(unittest.TestCase):
             call("budget-alerts", "Query", "t"),
             call("budget-alerts", "TransactWriteItems", "t", items=["Put", "Update"]),
             call("budget-alerts", "Publish", "arn:aws:sns:us-east-1:1:topic", service="sns"),
+            call("ingest", "GetItem", "t"),
+            call("kinesis-ingest", "GetItem", "t"),
+            call("dashboard-widget", "Query", "t/index/gsi1"),
+            call("dashboard-widget", "Query", "t"),
+            call("cli prices", "GetItem", "t"),
             call("cli report", "Query", "t/index/gsi1"),
             call("cli report", "Query", "t"),
             call("cli replay", "TransactWriteItems", "t", items=["Put", "Update"]),

@@ -151,8 +151,13 @@ async fn a_stored_table_beats_the_built_in_and_price_table_path_beats_both() {
 #[tokio::test]
 async fn a_table_failing_validation_is_refused_and_not_stored() {
     let s = store("price-invalid").await;
-    // Seven decimals cannot be exact in the table's units.
-    let bad = table_checked("2026-11-27").replacen("input = \"", "input = \"0.0000001", 1);
+    // Seven decimals cannot be exact in the table's units (pico-dollars per token).
+    let good = table_checked("2026-11-27");
+    let first_input = good
+        .lines()
+        .find(|l| l.starts_with("input = "))
+        .expect("an input rate");
+    let bad = good.replacen(first_input, "input = \"0.0000001\"", 1);
     assert!(
         PriceTable::from_toml(&bad).is_err(),
         "the fixture must be invalid"
@@ -379,9 +384,8 @@ async fn the_price_sync_lambda_syncs_onto_the_stored_table_and_stores_the_result
 #[tokio::test]
 async fn a_price_sync_with_data_errors_stores_nothing() {
     let s = store("price-sync-errors").await;
-    // An empty map: every priced row is unmapped, and the Marketplace entry
-    // of a renamed model is an error only with a map; use a map entry that
-    // matches nothing instead.
+    // A map entry that matches no row of an offer that was read (a renamed
+    // model) is a data error.
     let job = price_sync::SyncJob {
         regions: vec!["us-east-1".into()],
         map: PriceMap::from_toml(

@@ -13,6 +13,8 @@ pub enum AlertScope {
     User { user: String, own_budget: bool },
     /// The organisation (all users), monthly.
     Org,
+    /// One value of an attribution tag, monthly.
+    Tag { tag: String, value: String },
 }
 
 /// One threshold crossing, with everything the message needs.
@@ -50,6 +52,9 @@ impl Alert {
         let pk = match &self.scope {
             AlertScope::User { user, .. } => format!("ALERT#U#{}#{period}", component(user)),
             AlertScope::Org => format!("ALERT#ORG#{period}"),
+            AlertScope::Tag { tag, value } => {
+                format!("ALERT#T#{}#{}#{period}", component(tag), component(value))
+            }
         };
         AlertKey {
             pk,
@@ -61,7 +66,15 @@ impl Alert {
     pub fn user(&self) -> Option<&str> {
         match &self.scope {
             AlertScope::User { user, .. } => Some(user),
-            AlertScope::Org => None,
+            AlertScope::Org | AlertScope::Tag { .. } => None,
+        }
+    }
+
+    /// The (tag, value) of a tag alert.
+    pub fn tag(&self) -> Option<(&str, &str)> {
+        match &self.scope {
+            AlertScope::Tag { tag, value } => Some((tag, value)),
+            _ => None,
         }
     }
 }
@@ -69,6 +82,9 @@ impl Alert {
 /// The crossings of one user's change against their budget (own or
 /// default), ascending by threshold; `top` left empty.
 pub fn user_crossings(change: &Change, budgets: &Budgets) -> Vec<Alert> {
+    if let Some((tag, value)) = &change.tag {
+        return tag_crossings(change, tag, value, budgets);
+    }
     let Some(budget) = budgets.for_user(&change.user) else {
         return Vec::new();
     };
@@ -82,6 +98,31 @@ pub fn user_crossings(change: &Change, budgets: &Budgets) -> Vec<Alert> {
             scope: AlertScope::User {
                 user: change.user.clone(),
                 own_budget,
+            },
+            kind: change.kind,
+            period: change.period.clone(),
+            spend: change.new,
+            limit,
+            threshold,
+            top: Vec::new(),
+        })
+        .collect()
+}
+
+/// The crossings of one tag value's month against its budget.
+fn tag_crossings(change: &Change, tag: &str, value: &str, budgets: &Budgets) -> Vec<Alert> {
+    let Some(budget) = budgets.for_tag(tag, value) else {
+        return Vec::new();
+    };
+    let Some(limit) = limit_of(budget, change.kind) else {
+        return Vec::new();
+    };
+    crossed(change.old, change.new, limit, &budget.thresholds)
+        .into_iter()
+        .map(|threshold| Alert {
+            scope: AlertScope::Tag {
+                tag: tag.to_string(),
+                value: value.to_string(),
             },
             kind: change.kind,
             period: change.period.clone(),
@@ -193,6 +234,16 @@ pub fn render(alert: &Alert) -> Rendered {
             format!("bedrock-meter report --month {} --top 10", alert.period),
             "Top users",
         ),
+        AlertScope::Tag { tag, value } => (
+            format!("{tag}={value}"),
+            format!("the {tag}={value} {budget_name} budget"),
+            format!(
+                "bedrock-meter report --tag {} --month {}",
+                shell_quote(&format!("{tag}={value}")),
+                alert.period
+            ),
+            "Top models",
+        ),
     };
     let at = amount_at(alert.limit, alert.threshold);
     let subject = subject_safe(&format!(
@@ -206,6 +257,9 @@ pub fn render(alert: &Alert) -> Rendered {
     ));
     if let Some(user) = alert.user() {
         body.push_str(&format!("User:       {user}\n"));
+    }
+    if let Some((tag, value)) = alert.tag() {
+        body.push_str(&format!("Tag:        {tag}={value}\n"));
     }
     body.push_str(&format!("Period:     {kind} {} (UTC)\n", alert.period));
     body.push_str(&format!("Spend:      {} USD\n", alert.spend));
@@ -235,6 +289,7 @@ pub fn render(alert: &Alert) -> Rendered {
             match alert.scope {
                 AlertScope::User { .. } => "user",
                 AlertScope::Org => "org",
+                AlertScope::Tag { .. } => "tag",
             }
             .to_string(),
         ),
@@ -245,6 +300,10 @@ pub fn render(alert: &Alert) -> Rendered {
     ];
     if let Some(user) = alert.user() {
         attributes.insert(0, ("user", "String", user.to_string()));
+    }
+    if let Some((tag, value)) = alert.tag() {
+        attributes.insert(0, ("tag_value", "String", value.to_string()));
+        attributes.insert(0, ("tag", "String", tag.to_string()));
     }
     Rendered {
         subject,
@@ -266,6 +325,7 @@ mod tests {
         Change {
             event_id: "e".into(),
             user: user.into(),
+            tag: None,
             kind,
             period: if kind == PeriodKind::Day {
                 "2026-11-01".into()
@@ -325,6 +385,47 @@ mod tests {
                 own_budget: false
             }
         );
+    }
+
+    #[test]
+    fn a_tag_value_budget_alerts_on_its_month_with_the_tag_in_the_attributes() {
+        let mut b = budgets();
+        b.tags.insert(
+            ("team".into(), "pay#<b>".into()),
+            Budget {
+                scope: BudgetScope::Tag {
+                    tag: "team".into(),
+                    value: "pay#<b>".into(),
+                },
+                daily: None,
+                monthly: Some(usd("500")),
+                thresholds: Thresholds::default(),
+                updated_at: None,
+            },
+        );
+        let mut c = change("", PeriodKind::Month, "240", "410");
+        c.tag = Some(("team".into(), "pay#<b>".into()));
+        let alerts = user_crossings(&c, &b);
+        assert_eq!(
+            alerts.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+            vec![50, 80]
+        );
+        assert_eq!(alerts[0].key().pk, "ALERT#T#team#pay%23<b>#MONTH#2026-11");
+        let r = render(&alerts[1]);
+        assert!(r.attributes.contains(&("tag", "String", "team".into())));
+        assert!(r
+            .attributes
+            .contains(&("tag_value", "String", "pay#<b>".into())));
+        assert!(r.attributes.contains(&("scope", "String", "tag".into())));
+        assert!(
+            r.body
+                .contains("bedrock-meter report --tag 'team=pay#<b>' --month 2026-11"),
+            "{}",
+            r.body
+        );
+        // A tag value without a budget, and the default user budget, do not apply.
+        c.tag = Some(("team".into(), "other".into()));
+        assert!(user_crossings(&c, &b).is_empty());
     }
 
     #[test]

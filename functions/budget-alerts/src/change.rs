@@ -21,12 +21,16 @@ impl PeriodKind {
     }
 }
 
-/// One user's spend over one day or month, before and after one write.
+/// One user's (or one tag value's) spend over one day or month, before and
+/// after one write.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Change {
     /// The stream record's `eventID` (unique per stream record).
     pub event_id: String,
+    /// The user; empty for a tag change.
     pub user: String,
+    /// `(tag, value)` of a `tag_month` change; `None` for user changes.
+    pub tag: Option<(String, String)>,
     pub kind: PeriodKind,
     /// `YYYY-MM-DD` or `YYYY-MM`, as stored.
     pub period: String,
@@ -46,7 +50,7 @@ impl Change {
 /// Why a record is skipped (logged, never retried: it cannot get better).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
-    #[error("not a user_day or user_month change (kind `{0}`)")]
+    #[error("not a user_day, user_month or tag_month change (kind `{0}`)")]
     OtherKind(String),
     #[error("a removal (no NewImage)")]
     Removal,
@@ -77,10 +81,19 @@ pub fn parse(record: &EventRecord) -> Result<Change, SkipReason> {
     let kind_text = attr(&new, "kind", "S").unwrap_or_default();
     let (kind, period_attr) = match kind_text {
         "user_day" => (PeriodKind::Day, "day"),
-        "user_month" => (PeriodKind::Month, "month"),
+        "user_month" | "tag_month" => (PeriodKind::Month, "month"),
         other => return Err(SkipReason::OtherKind(other.to_string())),
     };
-    let user = attr(&new, "user", "S").ok_or(SkipReason::Missing("user"))?;
+    let (user, tag) = if kind_text == "tag_month" {
+        let tag = attr(&new, "tag", "S").ok_or(SkipReason::Missing("tag"))?;
+        let value = attr(&new, "value", "S").ok_or(SkipReason::Missing("value"))?;
+        ("", Some((tag.to_string(), value.to_string())))
+    } else {
+        (
+            attr(&new, "user", "S").ok_or(SkipReason::Missing("user"))?,
+            None,
+        )
+    };
     let period = attr(&new, period_attr, "S").ok_or(SkipReason::Missing(period_attr))?;
     let ok_period = match kind {
         PeriodKind::Day => meter_core::Day::parse(period).is_some(),
@@ -92,6 +105,7 @@ pub fn parse(record: &EventRecord) -> Result<Change, SkipReason> {
     Ok(Change {
         event_id: record.event_id.clone(),
         user: user.to_string(),
+        tag,
         kind,
         period: period.to_string(),
         old: cost(&old)?,
@@ -126,6 +140,29 @@ mod tests {
         );
         assert_eq!((c.old, c.new), (Usd::ZERO, "1.25".parse().unwrap()));
         assert_eq!(c.month(), "2026-11");
+    }
+
+    #[test]
+    fn a_tag_month_change_carries_its_tag_and_value_and_no_user() {
+        let e = event(
+            serde_json::json!({"kind": {"S": "tag_month"}, "tag": {"S": "team"}, "value": {"S": "pay#<b>"}, "month": {"S": "2026-11"}, "cost_usd": {"N": "3"}}),
+            serde_json::json!({"cost_usd": {"N": "2.5"}}),
+        );
+        let c = parse(&e.records[0]).unwrap();
+        assert_eq!(c.tag, Some(("team".to_string(), "pay#<b>".to_string())));
+        assert_eq!((c.kind, c.user.as_str()), (PeriodKind::Month, ""));
+        assert_eq!(
+            (c.old, c.new),
+            ("2.5".parse().unwrap(), "3".parse().unwrap())
+        );
+        let e = event(
+            serde_json::json!({"kind": {"S": "tag_model_day"}, "tag": {"S": "team"}}),
+            serde_json::json!({}),
+        );
+        assert!(matches!(
+            parse(&e.records[0]),
+            Err(SkipReason::OtherKind(_))
+        ));
     }
 
     #[test]

@@ -341,10 +341,15 @@ impl AlertStore for DynamoDbAlertStore {
             s(match alert.scope {
                 AlertScope::User { .. } => "user",
                 AlertScope::Org => "org",
+                AlertScope::Tag { .. } => "tag",
             }),
         );
         if let Some(user) = alert.user() {
             set("user", s(user));
+        }
+        if let Some((tag, value)) = alert.tag() {
+            set("tag", s(tag));
+            set("value", s(value));
         }
         set("period_kind", s(alert.kind.label()));
         set("period", s(&alert.period));
@@ -475,8 +480,15 @@ impl AlertStore for DynamoDbAlertStore {
                     }
                 }
             }
-            AlertScope::User { user, .. } => {
-                // user_model_day items of the day, or of every day of the month.
+            AlertScope::User { .. } | AlertScope::Tag { .. } => {
+                // user_model_day (tag_model_day) items of the day, or of
+                // every day of the month.
+                let (pk, item_kind) = match &alert.scope {
+                    AlertScope::Tag { tag, value } => {
+                        (meter_store::keys::tag_pk(tag, value), "tag_model_day")
+                    }
+                    _ => (user_pk(alert.user().unwrap_or_default()), "user_model_day"),
+                };
                 let (from, to) = match alert.kind {
                     PeriodKind::Day => (
                         format!("D#{}#M#", alert.period),
@@ -496,10 +508,10 @@ impl AlertStore for DynamoDbAlertStore {
                         .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
                         .filter_expression("#k = :umd")
                         .expression_attribute_names("#k", "kind")
-                        .expression_attribute_values(":pk", s(user_pk(user)))
+                        .expression_attribute_values(":pk", s(pk.clone()))
                         .expression_attribute_values(":a", s(from.clone()))
                         .expression_attribute_values(":b", s(to.clone()))
-                        .expression_attribute_values(":umd", s("user_model_day"))
+                        .expression_attribute_values(":umd", s(item_kind))
                         .set_exclusive_start_key(start.take())
                         .send()
                         .await

@@ -327,7 +327,8 @@ pub async fn handle<S: AlertStore, N: Notifier>(
             .filter_map(|(i, c)| {
                 let c = c.as_ref()?;
                 let delta = Usd::from_picos(c.new.picos().checked_sub(c.old.picos())?);
-                (c.kind == PeriodKind::Month && delta > Usd::ZERO).then(|| {
+                // Tag changes are another view of the same spend: not added.
+                (c.kind == PeriodKind::Month && c.tag.is_none() && delta > Usd::ZERO).then(|| {
                     (
                         i,
                         OrgDelta {
@@ -360,6 +361,7 @@ pub async fn handle<S: AlertStore, N: Notifier>(
         .await;
         if result.is_ok()
             && c.kind == PeriodKind::Month
+            && c.tag.is_none()
             && budgets.org.is_some()
             && !org_checked.contains(&c.period)
         {

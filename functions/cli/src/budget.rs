@@ -22,6 +22,7 @@ enum Action {
     /// bedrock-meter budget set --user alice --daily 5 --monthly 100 --thresholds 50,80,100
     /// bedrock-meter budget set --default --monthly 50
     /// bedrock-meter budget set --org --monthly 10000
+    /// bedrock-meter budget set --tag team=payments --monthly 500
     Set(SetArgs),
     /// Print every budget.
     List(ListArgs),
@@ -41,15 +42,32 @@ struct Who {
     /// The organisation's budget (all users together; monthly only).
     #[arg(long)]
     org: bool,
+    /// One value of an attribution tag (ATTRIBUTION_TAGS), as KEY=VALUE:
+    /// its month's spend across every user (monthly only; the first `=`
+    /// separates key and value).
+    #[arg(long, value_name = "KEY=VALUE")]
+    tag: Option<String>,
 }
 
 impl Who {
-    fn scope(&self) -> BudgetScope {
-        match (&self.user, self.default) {
+    fn scope(&self) -> anyhow::Result<BudgetScope> {
+        if let Some(t) = &self.tag {
+            let (tag, value) = t
+                .split_once('=')
+                .filter(|(k, v)| !k.trim().is_empty() && !v.is_empty())
+                .with_context(|| {
+                    format!("--tag `{t}` is not KEY=VALUE, like --tag team=payments")
+                })?;
+            return Ok(BudgetScope::Tag {
+                tag: tag.trim().to_string(),
+                value: value.to_string(),
+            });
+        }
+        Ok(match (&self.user, self.default) {
             (Some(u), _) => BudgetScope::User(u.clone()),
             (None, true) => BudgetScope::Default,
             _ => BudgetScope::Org,
-        }
+        })
     }
 }
 
@@ -130,6 +148,13 @@ fn change_of(args: &SetArgs) -> anyhow::Result<BudgetChange> {
             "the organisation's budget is monthly only: use --monthly"
         );
     }
+    if args.who.tag.is_some() {
+        anyhow::ensure!(
+            !matches!(change.daily, Some(Some(_))),
+            "a tag value's budget is monthly only (its spend is the tag_month total): use \
+             --monthly"
+        );
+    }
     Ok(change)
 }
 
@@ -141,6 +166,8 @@ fn budget_json(b: &Budget) -> serde_json::Value {
     serde_json::json!({
         "scope": b.scope.label(),
         "user": match &b.scope { BudgetScope::User(u) => Some(u.as_str()), _ => None },
+        "tag": match &b.scope { BudgetScope::Tag { tag, .. } => Some(tag.as_str()), _ => None },
+        "value": match &b.scope { BudgetScope::Tag { value, .. } => Some(value.as_str()), _ => None },
         // Exact decimal strings, like the report's cost_usd.
         "daily_usd": b.daily.map(|u| u.to_string()),
         "monthly_usd": b.monthly.map(|u| u.to_string()),
@@ -157,6 +184,7 @@ fn table(budgets: &[Budget]) -> String {
                 b.scope.label().to_string(),
                 match &b.scope {
                     BudgetScope::User(u) => u.clone(),
+                    BudgetScope::Tag { tag, value } => format!("{tag}={value}"),
                     _ => String::new(),
                 },
                 limit_text(b.daily),
@@ -202,7 +230,7 @@ pub async fn run(config: &Config, args: BudgetArgs) -> anyhow::Result<ExitCode> 
     match args.action {
         Action::Set(set) => {
             let change = change_of(&set)?;
-            let scope = set.who.scope();
+            let scope = set.who.scope()?;
             let store = crate::store(config).await?;
             let b = store.set_budget(&scope, &change).await.with_context(|| {
                 format!("setting the {scope} budget in table `{}`", config.table)
@@ -242,7 +270,7 @@ pub async fn run(config: &Config, args: BudgetArgs) -> anyhow::Result<ExitCode> 
             Ok(ExitCode::SUCCESS)
         }
         Action::Delete(d) => {
-            let scope = d.who.scope();
+            let scope = d.who.scope()?;
             let store = crate::store(config).await?;
             let existed = store.delete_budget(&scope).await.with_context(|| {
                 format!("deleting the {scope} budget in table `{}`", config.table)

@@ -182,10 +182,22 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     ACCESS.get_or_init(|| cli.command.access());
     // Only the settings this command uses: a bad MARKER_TTL_DAYS must not
     // break `report`.
-    let mut config = Config::from_env_using(cli.command.settings())?;
-    if let Some(t) = cli.table {
-        config.table = meter_store::config::check_table_name(t, "--table")?;
-    }
+    let configured = Config::from_env_using(cli.command.settings()).and_then(|mut config| {
+        if let Some(t) = cli.table.clone() {
+            config.table = meter_store::config::check_table_name(t, "--table")?;
+        }
+        Ok(config)
+    });
+    let config = match configured {
+        Ok(config) => config,
+        // `reconcile` promises exit 2 for bad input or usage (1 means a
+        // mismatch with the bill); a bad setting is a usage error.
+        Err(e) if matches!(cli.command, Command::Reconcile(_)) => {
+            eprintln!("bedrock-meter: error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+        Err(e) => return Err(e.into()),
+    };
     match cli.command {
         Command::Init => init(&config).await,
         Command::Replay(args) => replay::run(&config, args).await,

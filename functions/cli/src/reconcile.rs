@@ -430,10 +430,10 @@ mod tests {
         }
     }
 
-    fn page(day: &str, cost: &str) -> Value {
+    fn page(day: &str, end: &str, cost: &str) -> Value {
         json!({
             "GroupDefinitions": [{"Type": "DIMENSION", "Key": "SERVICE"}, {"Type": "DIMENSION", "Key": "USAGE_TYPE"}],
-            "ResultsByTime": [{"TimePeriod": {"Start": day, "End": "x"}, "Estimated": false, "Groups": [
+            "ResultsByTime": [{"TimePeriod": {"Start": day, "End": end}, "Estimated": false, "Groups": [
                 {"Keys": ["Amazon Bedrock", "USE1-NovaMicro-input-tokens"],
                  "Metrics": {"UnblendedCost": {"Amount": cost, "Unit": "USD"},
                              "UsageQuantity": {"Amount": "1000", "Unit": "1K tokens"}}}]}]
@@ -444,9 +444,12 @@ mod tests {
     async fn ce_asks_for_usage_then_credits_with_an_exclusive_end_and_follows_pages() {
         let fake = FakeCe {
             pages: Mutex::new(vec![
-                (page("2026-11-10", "0.035"), Some("next".into())),
-                (page("2026-11-11", "0.07"), None),
-                (page("2026-11-10", "-0.02"), None),
+                (
+                    page("2026-11-10", "2026-11-11", "0.035"),
+                    Some("next".into()),
+                ),
+                (page("2026-11-11", "2026-11-12", "0.07"), None),
+                (page("2026-11-10", "2026-11-11", "-0.02"), None),
             ]),
             seen: Mutex::new(Vec::new()),
         };

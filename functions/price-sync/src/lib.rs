@@ -42,6 +42,7 @@ pub struct Settings {
 impl Settings {
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> anyhow::Result<Settings> {
         let regions: Vec<String> = get("PRICE_SYNC_REGIONS")
+            .filter(|v| !v.trim().is_empty())
             .or_else(|| get("AWS_REGION"))
             .unwrap_or_default()
             .split(',')
@@ -177,6 +178,13 @@ mod tests {
     fn regions_default_to_the_functions_own_and_bad_ones_are_refused() {
         assert_eq!(
             settings(&[("AWS_REGION", "eu-west-1")]).unwrap().regions,
+            ["eu-west-1"]
+        );
+        // The templates pass an empty parameter through: the function's Region.
+        assert_eq!(
+            settings(&[("PRICE_SYNC_REGIONS", ""), ("AWS_REGION", "eu-west-1")])
+                .unwrap()
+                .regions,
             ["eu-west-1"]
         );
         let s = settings(&[("PRICE_SYNC_REGIONS", " us-east-1, eu-west-1 ")]).unwrap();

@@ -19,6 +19,7 @@ import {
 } from 'aws-cdk-lib';
 import * as cloudwatch from 'aws-cdk-lib/aws-cloudwatch';
 import * as dynamodb from 'aws-cdk-lib/aws-dynamodb';
+import * as events from 'aws-cdk-lib/aws-events';
 import * as iam from 'aws-cdk-lib/aws-iam';
 import * as kinesis from 'aws-cdk-lib/aws-kinesis';
 import * as kms from 'aws-cdk-lib/aws-kms';
@@ -77,7 +78,17 @@ export class BedrockMeterStack extends Stack {
       default: '',
       description:
         'Optional path, as the function sees it, of a price-table TOML file (for example ' +
-        '/opt/prices.toml from a Lambda layer). Empty uses the price table built into the binary.',
+        '/opt/prices.toml from a Lambda layer). Empty uses the price table built into the binary. ' +
+        'When set, it takes precedence over the price table the price-sync function stores in the usage table.',
+    });
+    const priceSyncRegions = new CfnParameter(this, 'PriceSyncRegions', {
+      type: 'String',
+      default: '',
+      allowedPattern: '^[a-z0-9,-]*$',
+      description:
+        'Comma-separated Regions whose Bedrock prices the daily price-sync function downloads from ' +
+        'the public AWS Price List (for example us-east-1,eu-west-1; list every Region a central ' +
+        "stack collects from). Empty: the stack's own Region.",
     });
     const userMetadataKey = new CfnParameter(this, 'UserMetadataKey', {
       type: 'String',
@@ -256,6 +267,14 @@ export class BedrockMeterStack extends Stack {
               sid: 'WriteUsage',
               actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
               resources: [table.tableArn],
+            }),
+            // The newest stored price table: a GetItem of the pointer at start and
+            // at most every 10 minutes, of a version when it changed.
+            new iam.PolicyStatement({
+              sid: 'ReadPriceTables',
+              actions: ['dynamodb:GetItem'],
+              resources: [table.tableArn],
+              conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['PRICES'] } },
             }),
             // Lambda sends failed asynchronous events to the destination with this role.
             new iam.PolicyStatement({
@@ -530,6 +549,14 @@ export class BedrockMeterStack extends Stack {
           actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
           resources: [table.tableArn],
         }),
+        // The newest stored price table: a GetItem of the pointer at start and
+        // at most every 10 minutes, of a version when it changed.
+        new iam.PolicyStatement({
+          sid: 'ReadPriceTables',
+          actions: ['dynamodb:GetItem'],
+          resources: [table.tableArn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['PRICES'] } },
+        }),
         // What the event source mapping calls to read the stream (AWS managed
         // key: no KMS grant needed). ListStreams is account-level; granted on the stream only.
         new iam.PolicyStatement({
@@ -759,7 +786,7 @@ export class BedrockMeterStack extends Stack {
       // Only changes of the aggregates budgets apply to; markers, model totals,
       // budgets, alert markers and TTL deletions (no NewImage) never invoke it.
       filterCriteria: {
-        filters: [{ pattern: '{"dynamodb":{"NewImage":{"kind":{"S":["user_day","user_month"]}}}}' }],
+        filters: [{ pattern: '{"dynamodb":{"NewImage":{"kind":{"S":["user_day","user_month","tag_month"]}}}}' }],
       },
     });
     budgetMapping.overrideLogicalId('BudgetAlertsStreamMapping');
@@ -769,19 +796,81 @@ export class BedrockMeterStack extends Stack {
     );
 
     // -------------------------------------------------------------------------
+    // Prices: a daily function downloads the Bedrock offers of the public AWS
+    // Price List (no credentials), syncs them onto the newest stored price table
+    // and stores the result in the usage table (partition PRICES) when it is
+    // valid and changed; the ingest functions pick it up within 10 minutes.
+    // -------------------------------------------------------------------------
+    const priceSyncLogGroup = functionLogGroup('PriceSyncLogGroup', 'price-sync');
+    const priceSyncRole = lambdaRole(
+      'PriceSyncFunctionRole',
+      'bedrock-meter price-sync function (least privilege)',
+      'price-sync',
+      [
+        // Only the PRICES partition: read the pointer and the newest table, write
+        // a new version and the pointer (TransactWriteItems of two Puts). The
+        // Price List is public: no pricing:* action.
+        new iam.PolicyStatement({
+          sid: 'StorePriceTables',
+          actions: ['dynamodb:GetItem', 'dynamodb:PutItem'],
+          resources: [table.tableArn],
+          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['PRICES'] } },
+        }),
+        new iam.PolicyStatement({
+          sid: 'OwnLogGroup',
+          actions: ['logs:CreateLogStream', 'logs:PutLogEvents'],
+          resources: [priceSyncLogGroup.logGroupArn],
+        }),
+      ],
+    );
+    const priceSyncFn = rustFunction(
+      'PriceSyncFunction',
+      'price-sync',
+      'Stores a validated price table synced from the AWS Price List in the usage table',
+      priceSyncRole,
+      priceSyncLogGroup,
+      {
+        USAGE_TABLE: table.tableName,
+        PRICE_SYNC_REGIONS: priceSyncRegions.valueAsString,
+        RUST_LOG: 'info',
+      },
+    );
+    // Three offer files per Region, parsed in memory; once a day.
+    const priceSyncCfn = priceSyncFn.node.defaultChild as lambda.CfnFunction;
+    priceSyncCfn.memorySize = 512;
+    priceSyncCfn.timeout = 300;
+    // Daily, at an odd minute (the Price List publishes through the day). L1, to
+    // match the SAM template's logical ids.
+    const priceSyncSchedule = new events.CfnRule(this, 'PriceSyncSchedule', {
+      description: 'bedrock-meter daily price sync',
+      scheduleExpression: 'cron(17 5 * * ? *)',
+      state: 'ENABLED',
+      targets: [{ id: 'price-sync', arn: priceSyncFn.functionArn }],
+    });
+    priceSyncSchedule.overrideLogicalId('PriceSyncSchedule');
+    new lambda.CfnPermission(this, 'PriceSyncSchedulePermission', {
+      action: 'lambda:InvokeFunction',
+      functionName: priceSyncFn.functionArn,
+      principal: 'events.amazonaws.com',
+      sourceArn: priceSyncSchedule.attrArn,
+    }).overrideLogicalId('PriceSyncSchedulePermission');
+
+    // -------------------------------------------------------------------------
     // Alarms: each is the sum over 5 minutes, alarming above 0.
     // -------------------------------------------------------------------------
     const alarm = (
       id: string,
       description: string,
       metric: cloudwatch.IMetric,
-      opts: { threshold?: number; condition?: CfnCondition } = {},
+      opts: { threshold?: number; condition?: CfnCondition; periods?: number } = {},
     ): cloudwatch.Alarm => {
       const a = new cloudwatch.Alarm(this, id, {
         alarmDescription: description,
         metric,
         threshold: opts.threshold ?? 0,
-        evaluationPeriods: 1,
+        evaluationPeriods: opts.periods ?? 1,
+        // "Persists": every one of the periods, not some of them.
+        ...(opts.periods ? { datapointsToAlarm: opts.periods } : {}),
         comparisonOperator: cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
         treatMissingData: cloudwatch.TreatMissingData.NOT_BREACHING,
       });
@@ -822,10 +911,20 @@ export class BedrockMeterStack extends Stack {
       'bedrock-meter batches are waiting in the on-failure queue; replay them (docs/deploy.md).',
       onFailureQueue.metricApproximateNumberOfMessagesVisible(fiveMinuteSum),
     );
+    // Unpriced invocations that persist: in each quarter of an hour.
+    const unpricedHour = (f: lambda.IFunction) =>
+      new cloudwatch.Metric({
+        namespace: 'BedrockMeter',
+        metricName: 'Unpriced',
+        dimensionsMap: { FunctionName: f.functionName },
+        statistic: cloudwatch.Stats.SUM,
+        period: Duration.minutes(15),
+      });
     alarm(
       'UnpricedAlarm',
-      'bedrock-meter counted tokens it could not price (unknown model, Region or rate); update the price table.',
-      meterMetric('Unpriced'),
+      'bedrock-meter counted tokens it could not price in every quarter of the last hour (unknown model, Region or rate; UnpricedByReason says which); update the price table (docs/prices.md).',
+      unpricedHour(fn),
+      { periods: 4 },
     );
     alarm(
       'SkippedAlarm',
@@ -857,9 +956,9 @@ export class BedrockMeterStack extends Stack {
     );
     alarm(
       'KinesisIngestUnpricedAlarm',
-      'bedrock-meter (kinesis-ingest) counted tokens it could not price (unknown model, Region or rate); update the price table.',
-      meterMetric('Unpriced', kinesisFn),
-      highVolumeOnly,
+      'bedrock-meter (kinesis-ingest) counted tokens it could not price in every quarter of the last hour (unknown model, Region or rate; UnpricedByReason says which); update the price table (docs/prices.md).',
+      unpricedHour(kinesisFn),
+      { periods: 4, condition: highVolumeOn },
     );
     alarm(
       'KinesisIngestSkippedAlarm',
@@ -874,6 +973,49 @@ export class BedrockMeterStack extends Stack {
       'bedrock-meter kinesis-ingest is falling behind the stream; add shards or raise ParallelizationFactor.',
       kinesisFn.metric('IteratorAge', { statistic: cloudwatch.Stats.MAXIMUM, period: Duration.minutes(5) }),
       { threshold: 900000, condition: highVolumeOn },
+    );
+
+    // Prices: the table's age (days since `checked`, maximum over an hour) and
+    // stored tables that could not be used; the daily sync's failures.
+    const hourly = (metricName: string, f: lambda.IFunction, statistic: string) =>
+      new cloudwatch.Metric({
+        namespace: 'BedrockMeter',
+        metricName,
+        dimensionsMap: { FunctionName: f.functionName },
+        statistic,
+        period: Duration.hours(1),
+      });
+    const ageText =
+      "uses a price table checked more than 8 days ago; see the price-sync function's errors, or update the table (docs/prices.md).";
+    const failText =
+      'could not use the stored price table (unreadable or invalid) and uses the next in precedence (docs/prices.md).';
+    alarm(
+      'PriceTableAgeAlarm',
+      `bedrock-meter (ingest) ${ageText}`,
+      hourly('PriceTableAgeDays', fn, cloudwatch.Stats.MAXIMUM),
+      { threshold: 8 },
+    );
+    alarm(
+      'PriceTableLoadFailuresAlarm',
+      `bedrock-meter (ingest) ${failText}`,
+      hourly('PriceTableLoadFailures', fn, cloudwatch.Stats.SUM),
+    );
+    alarm(
+      'KinesisIngestPriceTableAgeAlarm',
+      `bedrock-meter (kinesis-ingest) ${ageText}`,
+      hourly('PriceTableAgeDays', kinesisFn, cloudwatch.Stats.MAXIMUM),
+      { threshold: 8, condition: highVolumeOn },
+    );
+    alarm(
+      'KinesisIngestPriceTableLoadFailuresAlarm',
+      `bedrock-meter (kinesis-ingest) ${failText}`,
+      hourly('PriceTableLoadFailures', kinesisFn, cloudwatch.Stats.SUM),
+      highVolumeOnly,
+    );
+    alarm(
+      'PriceSyncErrorsAlarm',
+      'bedrock-meter price-sync failed (Price List unreachable, or data errors, so nothing was stored); see its log.',
+      priceSyncFn.metricErrors({ statistic: cloudwatch.Stats.SUM, period: Duration.days(1) }),
     );
 
     // -------------------------------------------------------------------------

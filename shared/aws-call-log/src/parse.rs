@@ -147,6 +147,8 @@ fn iam_service(name: &str) -> String {
         .to_ascii_lowercase();
     match flat.as_str() {
         "dynamodbstreams" => "dynamodb".into(),
+        // The SDK says "Cost Explorer"; IAM's prefix is `ce`.
+        "costexplorer" => "ce".into(),
         _ => flat,
     }
 }
@@ -358,6 +360,14 @@ mod tests {
             resources(&ddb("ListTables", "{}")),
             vec![("ListTables", "*", vec![])]
         );
+    }
+
+    #[test]
+    fn sdk_service_names_become_iam_prefixes() {
+        assert_eq!(iam_service("DynamoDB"), "dynamodb");
+        assert_eq!(iam_service("DynamoDB Streams"), "dynamodb");
+        assert_eq!(iam_service("Cost Explorer"), "ce");
+        assert_eq!(iam_service("SQS"), "sqs");
     }
 
     #[test]

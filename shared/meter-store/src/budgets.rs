@@ -8,6 +8,7 @@
 //! | a user's own | `BUDGET` | `USER#<component(user)>` |
 //! | the default for users without their own | `BUDGET` | `DEFAULT` |
 //! | the organisation's | `BUDGET` | `ORG` |
+//! | an attribution tag value's | `BUDGET` | `TAG#<component(tag)>#<component(value)>` |
 //!
 //! Attributes: `kind = budget`, `scope` (`user`, `default`, `org`), `user`
 //! (raw id, user budgets only), `daily_usd` and `monthly_usd` (exact decimal
@@ -16,7 +17,9 @@
 //!
 //! A user's own budget replaces the default as a whole (its limits and its
 //! thresholds): a user with only a daily limit of their own has no monthly
-//! limit. The organisation's budget has a monthly limit only.
+//! limit. The organisation's budget has a monthly limit only, and so has a
+//! tag value's (`tag` and `value` attributes hold the raw key and value):
+//! its spend is the `tag_month` aggregate.
 //!
 //! [`crossed`] decides which thresholds a change of spend crosses, exactly:
 //! `old * 100 < pct * limit <= new * 100` in integer pico-dollars.
@@ -49,6 +52,8 @@ pub enum BudgetScope {
     Default,
     /// The organisation's (all users together); monthly only.
     Org,
+    /// One value of an attribution tag (`team=payments`); monthly only.
+    Tag { tag: String, value: String },
 }
 
 impl BudgetScope {
@@ -58,6 +63,9 @@ impl BudgetScope {
             BudgetScope::User(u) => format!("USER#{}", component(u)),
             BudgetScope::Default => "DEFAULT".to_string(),
             BudgetScope::Org => "ORG".to_string(),
+            BudgetScope::Tag { tag, value } => {
+                format!("TAG#{}#{}", component(tag), component(value))
+            }
         }
     }
 
@@ -67,6 +75,7 @@ impl BudgetScope {
             BudgetScope::User(_) => "user",
             BudgetScope::Default => "default",
             BudgetScope::Org => "org",
+            BudgetScope::Tag { .. } => "tag",
         }
     }
 }
@@ -77,6 +86,7 @@ impl fmt::Display for BudgetScope {
             BudgetScope::User(u) => write!(f, "user {u}"),
             BudgetScope::Default => f.write_str("default"),
             BudgetScope::Org => f.write_str("organisation"),
+            BudgetScope::Tag { tag, value } => write!(f, "tag {tag}={value}"),
         }
     }
 }
@@ -194,6 +204,8 @@ pub struct Budgets {
     pub users: HashMap<String, Budget>,
     pub default: Option<Budget>,
     pub org: Option<Budget>,
+    /// Tag value budgets by (tag, value).
+    pub tags: HashMap<(String, String), Budget>,
 }
 
 impl Budgets {
@@ -206,6 +218,9 @@ impl Budgets {
                 }
                 BudgetScope::Default => b.default = Some(budget),
                 BudgetScope::Org => b.org = Some(budget),
+                BudgetScope::Tag { tag, value } => {
+                    b.tags.insert((tag.clone(), value.clone()), budget);
+                }
             }
         }
         b
@@ -216,8 +231,16 @@ impl Budgets {
         self.users.get(user).or(self.default.as_ref())
     }
 
+    /// The budget of one tag value, if set.
+    pub fn for_tag(&self, tag: &str, value: &str) -> Option<&Budget> {
+        self.tags.get(&(tag.to_string(), value.to_string()))
+    }
+
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.default.is_none() && self.org.is_none()
+        self.users.is_empty()
+            && self.default.is_none()
+            && self.org.is_none()
+            && self.tags.is_empty()
     }
 }
 
@@ -252,6 +275,10 @@ pub fn budget_from_item(item: &HashMap<String, AttributeValue>) -> Result<Budget
         (_, s) if s.starts_with("USER#") => {
             BudgetScope::User(text("user").ok_or_else(|| bad("no `user` attribute".into()))?)
         }
+        (_, s) if s.starts_with("TAG#") => BudgetScope::Tag {
+            tag: text("tag").ok_or_else(|| bad("no `tag` attribute".into()))?,
+            value: text("value").ok_or_else(|| bad("no `value` attribute".into()))?,
+        },
         _ => return Err(bad("unknown sort key".into())),
     };
     let amount = |k: &str| -> Result<Option<Usd>, BadBudgetItem> {
@@ -325,6 +352,10 @@ pub fn budget_update(
     if let BudgetScope::User(u) = scope {
         set("user", s(u), &mut names);
     }
+    if let BudgetScope::Tag { tag, value } = scope {
+        set("tag", s(tag), &mut names);
+        set("value", s(value), &mut names);
+    }
     for (attr, limit) in [("daily_usd", change.daily), ("monthly_usd", change.monthly)] {
         match limit {
             None => {}
@@ -372,6 +403,12 @@ impl DynamoDbUsageStore {
         if *scope == BudgetScope::Org && matches!(change.daily, Some(Some(_))) {
             return Err(permanent(
                 "the organisation's budget is monthly only".to_string(),
+            ));
+        }
+        if matches!(scope, BudgetScope::Tag { .. }) && matches!(change.daily, Some(Some(_))) {
+            return Err(permanent(
+                "a tag value's budget is monthly only (its spend is the tag_month total)"
+                    .to_string(),
             ));
         }
         let (expr, names, values) = budget_update(scope, change, &now_rfc3339());
@@ -449,7 +486,7 @@ impl DynamoDbUsageStore {
     }
 
     /// Every budget, organisation first, then the default, then users by
-    /// id. An invalid item is an error naming it.
+    /// id, then tag values. An invalid item is an error naming it.
     pub async fn list_budgets(&self) -> Result<Vec<Budget>, StoreError> {
         let mut out = BTreeMap::new();
         for item in self.budget_items().await? {
@@ -458,6 +495,8 @@ impl DynamoDbUsageStore {
                 BudgetScope::Org => (0, String::new()),
                 BudgetScope::Default => (1, String::new()),
                 BudgetScope::User(u) => (2, u.clone()),
+                // The key and value hold no NUL: the pair sorts by key, then value.
+                BudgetScope::Tag { tag, value } => (3, format!("{tag}\0{value}")),
             };
             out.insert(order, b);
         }

@@ -78,3 +78,41 @@ pub fn emf_line(metrics: &[Metric], function_name: &str, timestamp_ms: i64) -> S
     }
     Value::Object(doc).to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_unpriced_reason_gets_its_own_line_with_a_reason_dimension() {
+        let mut r = IngestReport::default();
+        r.unpriced_by_reason.insert("unknown_model", 3);
+        r.unpriced_by_reason.insert("missing_token_rate", 1);
+        let lines = unpriced_reason_lines(&r, "fn", 1_700_000_000_000);
+        assert_eq!(lines.len(), 2);
+        let docs: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        for d in &docs {
+            let directive = &d["_aws"]["CloudWatchMetrics"][0];
+            assert_eq!(directive["Dimensions"], json!([["FunctionName", "Reason"]]));
+            assert_eq!(directive["Metrics"][0]["Name"], "UnpricedByReason");
+            assert_eq!(d["FunctionName"], "fn");
+        }
+        let by_reason: Vec<(&str, f64)> = docs
+            .iter()
+            .map(|d| {
+                (
+                    d["Reason"].as_str().unwrap(),
+                    d["UnpricedByReason"].as_f64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            by_reason,
+            [("missing_token_rate", 1.0), ("unknown_model", 3.0)]
+        );
+        assert!(unpriced_reason_lines(&IngestReport::default(), "fn", 0).is_empty());
+    }
+}

@@ -715,6 +715,40 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn the_live_state_is_rebuilt_only_when_the_table_changes_and_its_metrics_carry_the_age() {
+        let store = MemoryPriceStore::new();
+        store_table(&store, &table_text("2026-11-20"), "t1")
+            .await
+            .unwrap();
+        let t0 = Instant::now();
+        let (src, table) = PriceSource::start(None, store, DEFAULT_RECHECK, t0)
+            .await
+            .unwrap();
+        let builds = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = builds.clone();
+        let live = LivePrices::new(src, table, move |t| {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            t.meta().checked.clone()
+        });
+        assert_eq!(*live.get(t0 + Duration::from_secs(1)).await, "2026-11-20");
+        assert_eq!(*live.get(t0 + DEFAULT_RECHECK).await, "2026-11-20");
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 1);
+        {
+            let src = live.source.lock().await;
+            store_table(src.store.as_ref().unwrap(), &table_text("2026-11-28"), "t2")
+                .await
+                .unwrap();
+        }
+        assert_eq!(*live.get(t0 + 2 * DEFAULT_RECHECK).await, "2026-11-28");
+        assert_eq!(builds.load(std::sync::atomic::Ordering::SeqCst), 2);
+        let now = time::macros::datetime!(2026-11-30 12:00 UTC);
+        let line: serde_json::Value =
+            serde_json::from_str(&live.emf_line("fn", now).await).unwrap();
+        assert_eq!(line["PriceTableAgeDays"], 2.0);
+        assert_eq!(line["PriceTableLoadFailures"], 0.0);
+    }
+
+    #[tokio::test]
     async fn a_failed_recheck_keeps_the_table_and_is_counted_once() {
         let store = MemoryPriceStore::new();
         let t0 = Instant::now();

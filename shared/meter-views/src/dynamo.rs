@@ -80,15 +80,19 @@ impl UsageReader for DynamoDbUsageStore {
         let list = self.list_budgets().await.map_err(|e| read_error(e, self))?;
         Ok(list
             .into_iter()
-            .map(|b| BudgetLimits {
-                owner: match b.scope {
-                    BudgetScope::Org => BudgetOwner::Org,
-                    BudgetScope::Default => BudgetOwner::Default,
-                    BudgetScope::User(u) => BudgetOwner::User(u),
-                },
-                daily: b.daily,
-                monthly: b.monthly,
-                thresholds: b.thresholds.pcts().to_vec(),
+            .filter_map(|b| {
+                Some(BudgetLimits {
+                    owner: match b.scope {
+                        BudgetScope::Org => BudgetOwner::Org,
+                        BudgetScope::Default => BudgetOwner::Default,
+                        BudgetScope::User(u) => BudgetOwner::User(u),
+                        // Tag value budgets are not on the dashboard's budget page yet.
+                        BudgetScope::Tag { .. } => return None,
+                    },
+                    daily: b.daily,
+                    monthly: b.monthly,
+                    thresholds: b.thresholds.pcts().to_vec(),
+                })
             })
             .collect())
     }
