@@ -786,7 +786,7 @@ export class BedrockMeterStack extends Stack {
       // Only changes of the aggregates budgets apply to; markers, model totals,
       // budgets, alert markers and TTL deletions (no NewImage) never invoke it.
       filterCriteria: {
-        filters: [{ pattern: '{"dynamodb":{"NewImage":{"kind":{"S":["user_day","user_month","tag_month"]}}}}' }],
+        filters: [{ pattern: '{"dynamodb":{"NewImage":{"kind":{"S":["user_day","user_month","tag_month","tag_model_day"]}}}}' }],
       },
     });
     budgetMapping.overrideLogicalId('BudgetAlertsStreamMapping');
@@ -1034,7 +1034,7 @@ export class BedrockMeterStack extends Stack {
         // and on gsi1) and budgets (Query of the BUDGET partition).
         new iam.PolicyStatement({
           sid: 'ReadUsage',
-          actions: ['dynamodb:GetItem', 'dynamodb:Query'],
+          actions: ['dynamodb:Query'],
           resources: [table.tableArn],
         }),
         new iam.PolicyStatement({
