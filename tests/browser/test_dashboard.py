@@ -5,9 +5,13 @@ DynamoDB Local in a private network namespace. This module creates its own
 table, replays events/ with the CLI, serves the dashboard on 127.0.0.1 and
 checks every page in a real browser: no console error, no request leaving
 the server, totals equal to `bedrock-meter report --format json`, markup in
-a user id shown as text, every page readable with JavaScript off, and an
-event replayed while a page is open shown on its next refresh. Screenshots
-go to target/dashboard-screenshots/.
+a user id or a tag value shown as text, every page readable with JavaScript
+off, and an event replayed while a page is open shown on its next refresh.
+The replay and the server run with ATTRIBUTION_TAGS=feature,principal (a few
+sample events carry `feature` in requestMetadata), so the tag pages
+(/tags/KEY, /tags/KEY/VALUE) have data. Screenshots go to
+target/dashboard-screenshots/; the tag page's is copied to
+docs/dashboard-tags.png.
 """
 
 import json
@@ -33,6 +37,10 @@ MONTH = "2026-11"
 DAY = "2026-11-20"
 MODEL = "anthropic.claude-haiku-4-5-20251001-v1:0"
 EVIL = "<img src=x onerror=alert(1)>"
+# The attribution tags of the replay and the server (see events/generate.py:
+# `feature` is set on three records of 2026-11-18; `principal` comes from
+# every record's identity ARN).
+ATTRIBUTION_TAGS = "feature,principal"
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -57,7 +65,7 @@ STATE = {}
 
 
 def bm(*args, check=True):
-    env = dict(os.environ, USAGE_TABLE=STATE["table"])
+    env = dict(os.environ, USAGE_TABLE=STATE["table"], ATTRIBUTION_TAGS=ATTRIBUTION_TAGS)
     out = subprocess.run([str(BM), *args], env=env, capture_output=True, text=True, timeout=120)
     if check and out.returncode != 0:
         raise AssertionError("bedrock-meter %s failed (%d): %s" % (" ".join(args), out.returncode, out.stderr))
@@ -68,8 +76,11 @@ def report_rows(*args):
     return [json.loads(line) for line in bm("report", *args, "--format", "json").stdout.splitlines() if line.strip()]
 
 
-def record(user, request_id, timestamp=DAY + "T12:00:00Z", tokens=(1000, 500)):
+def record(user, request_id, timestamp=DAY + "T12:00:00Z", tokens=(1000, 500), feature=None):
     """One newline-delimited invocation record (Bedrock's S3 delivery format)."""
+    metadata = {"user": user}
+    if feature is not None:
+        metadata["feature"] = feature
     return json.dumps({
         "schemaType": "ModelInvocationLog",
         "schemaVersion": "1.0",
@@ -80,7 +91,7 @@ def record(user, request_id, timestamp=DAY + "T12:00:00Z", tokens=(1000, 500)):
         "requestId": request_id,
         "operation": "Converse",
         "modelId": MODEL,
-        "requestMetadata": {"user": user},
+        "requestMetadata": metadata,
         "input": {"inputContentType": "application/json", "inputTokenCount": tokens[0]},
         "output": {"outputContentType": "application/json", "outputTokenCount": tokens[1]},
     })
@@ -107,10 +118,10 @@ def setUpModule():
     STATE["table"] = "dashboard-" + uuid.uuid4().hex[:8]
     bm("init")
     bm("replay", str(ROOT / "events"))
-    replay_records([record(EVIL, "browser-evil-1")])
+    replay_records([record(EVIL, "browser-evil-1"), record("dave", "browser-evil-tag-1", feature=EVIL)])
     bm("budget", "set", "--user", "alice", "--daily", "1", "--monthly", "5")
     bm("budget", "set", "--org", "--monthly", "100")
-    env = dict(os.environ, USAGE_TABLE=STATE["table"], RUST_LOG="warn")
+    env = dict(os.environ, USAGE_TABLE=STATE["table"], RUST_LOG="warn", ATTRIBUTION_TAGS=ATTRIBUTION_TAGS)
     proc = subprocess.Popen(
         [str(BM), "dashboard", "--listen", "127.0.0.1:0", "--refresh", "2"],
         env=env, stdout=subprocess.PIPE, text=True,
@@ -160,6 +171,12 @@ PAGES = {
     "model": "/models/%s?from=2026-11-01&to=2026-11-30&day=%s" % (seg(MODEL), DAY),
     "day": "/days/" + DAY,
     "budgets": "/budgets",
+}
+
+TAG_PAGES = {
+    "tags-feature": "/tags/feature?month=" + MONTH,
+    "tags-principal": "/tags/principal?month=" + MONTH,
+    "tag-value": "/tags/feature/search?from=2026-11-01&to=2026-11-30",
 }
 
 
@@ -271,6 +288,72 @@ class DashboardInABrowser(unittest.TestCase):
         self.assertEqual(self.exact_spend_shown(), dec(rows[-1]["cost_usd"]))
         self.assertEqual(rows[-1]["kind"], "organisation_day")
 
+    def test_the_tag_pages_load_cleanly_are_linked_and_equal_the_tag_report(self):
+        for name, path in TAG_PAGES.items():
+            with self.subTest(page=name):
+                res = self.page.goto(url(path))
+                self.assertEqual(res.status, 200, name)
+                self.page.wait_for_load_state("networkidle")
+                self.assertIn("bedrock-meter", self.page.title())
+                self.assertIn("default-src 'none'", res.headers.get("content-security-policy", ""))
+                self.page.screenshot(path=str(SHOTS / ("dashboard-%s.png" % name)), full_page=True)
+        self.assertEqual(self.w.errors, [], "console errors")
+        self.assertEqual(self.w.outside, [], "requests that left the server")
+        # Every value of a key in the month, and the organisation's total, as
+        # `bedrock-meter report --tag KEY --month M --format json` prints them.
+        for key in ["feature", "principal"]:
+            with self.subTest(key=key):
+                rows = report_rows("--tag", key, "--month", MONTH)
+                values = [r for r in rows if r["kind"] == "tag_month"]
+                total = [r for r in rows if r["kind"] == "organisation_month"]
+                self.assertGreater(len(values), 1, key)
+                self.assertEqual(len(total), 1, key)
+                j = get_json(TAG_PAGES["tags-" + key])["tables"]
+                self.assertEqual(j["values"], values)
+                self.assertEqual(j["total"], total)
+                self.page.goto(url(TAG_PAGES["tags-" + key]))
+                self.assertEqual(self.exact_spend_shown(), sum(dec(r["cost_usd"]) for r in values))
+        # `feature` has the three tagged sample records, the markup value,
+        # and `untagged` (with the unpriced model): a lower bound.
+        values = {r["value"] for r in report_rows("--tag", "feature", "--month", MONTH) if r["kind"] == "tag_month"}
+        self.assertTrue({"chat", "code-review", "search", "untagged", EVIL} <= values, values)
+        self.page.goto(url(TAG_PAGES["tags-feature"]))
+        self.assertIn("≥", self.page.locator(".kpi .value").first.inner_text())
+        # One value per model and day, and per day, as `--tag KEY=VALUE`.
+        rows = report_rows("--tag", "feature=search", "--from", "2026-11-01", "--to", "2026-11-30")
+        model_days = [r for r in rows if r["kind"] == "tag_model_day"]
+        days = [r for r in rows if r["kind"] == "tag_day"]
+        self.assertGreater(len(model_days), 0)
+        j = get_json(TAG_PAGES["tag-value"])["tables"]
+        by_key = lambda rs: sorted(rs, key=lambda r: json.dumps(r, sort_keys=True))  # noqa: E731
+        self.assertEqual(by_key(j["model_days"]), by_key(model_days))
+        self.assertEqual(by_key(j["days"]), by_key(days))
+        self.page.goto(url(TAG_PAGES["tag-value"]))
+        self.assertEqual(self.exact_spend_shown(), sum(dec(r["cost_usd"]) for r in days))
+        self.page.screenshot(path=str(SHOTS / "dashboard-tag-value.png"), full_page=True)
+        # The overview links each ATTRIBUTION_TAGS key; the key page links
+        # each value.
+        self.page.goto(url(PAGES["overview"]))
+        self.page.click("nav >> text=feature")
+        self.assertIn("/tags/feature", self.page.url)
+        self.page.screenshot(path=str(SHOTS / "dashboard-tags.png"), full_page=True)
+        (ROOT / "docs" / "dashboard-tags.png").write_bytes((SHOTS / "dashboard-tags.png").read_bytes())
+        self.page.click("main table a >> text=code-review")
+        self.assertIn("/tags/feature/code-review", self.page.url)
+        self.assertIn("code-review", self.page.locator("h1").inner_text())
+        self.assertEqual(self.w.errors, [])
+
+    def test_a_tag_value_holding_markup_shows_as_text_and_runs_nothing(self):
+        for path in [TAG_PAGES["tags-feature"], "/tags/feature/" + seg(EVIL)]:
+            self.page.goto(url(path))
+            self.page.wait_for_load_state("networkidle")
+            self.assertEqual(self.page.locator("img").count(), 0, path)
+            self.assertIn(EVIL, self.page.locator("main").inner_text(), path)
+        self.assertIn(EVIL, self.page.locator("h1").inner_text())
+        time.sleep(0.5)
+        self.assertEqual(self.w.dialogs, [], "a script ran")
+        self.assertEqual(self.w.errors, [])
+
     def test_a_user_id_holding_markup_shows_as_text_and_runs_nothing(self):
         for path in ["/users/" + seg(EVIL), PAGES["day"], PAGES["overview"]]:
             self.page.goto(url(path))
@@ -307,14 +390,14 @@ class DashboardWithoutJavaScript(unittest.TestCase):
     def test_every_page_shows_its_numbers_with_javascript_off(self):
         w = Watched(js=False)
         try:
-            for name, path in PAGES.items():
+            for name, path in {**PAGES, **TAG_PAGES}.items():
                 with self.subTest(page=name):
                     w.page.goto(url(path))
                     main = w.page.locator("main").inner_text()
                     self.assertRegex(main, r"\$[0-9,]+\.[0-9]{2}", name)
                     if name != "budgets":
                         self.assertGreater(w.page.locator("main table tbody tr").count(), 0, name)
-                    if name in ("overview", "user", "model"):
+                    if name in ("overview", "user", "model") or name in TAG_PAGES:
                         self.assertGreaterEqual(w.page.locator("svg.chart").count(), 1, name)
                     w.page.screenshot(path=str(SHOTS / ("dashboard-%s-nojs.png" % name)))
             self.assertEqual(w.outside, [])

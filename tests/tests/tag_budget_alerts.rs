@@ -20,13 +20,19 @@ use meter_store::{CommitSettings, DynamoDbUsageStore};
 use serde_json::Value;
 
 const PRO: &str = "amazon.nova-pro-v1:0";
+const MICRO: &str = "amazon.nova-micro-v1:0";
 
 /// `input` nova-pro input tokens (0.8 USD per 1M) by `user` of `team`.
 fn rec(id: &str, user: &str, timestamp: &str, input: u64) -> Rec {
+    rec_of(PRO, id, user, timestamp, input)
+}
+
+/// `input` input tokens of `model` by `user`.
+fn rec_of(model: &'static str, id: &str, user: &str, timestamp: &str, input: u64) -> Rec {
     Rec {
         request_id: format!("{id}-0000-4000-8000-000000000000"),
         user: user.into(),
-        model: PRO,
+        model,
         timestamp: timestamp.into(),
         input,
         output: 0,
@@ -58,12 +64,22 @@ async fn ingest(store: &DynamoDbUsageStore, recs: &[(Rec, &str)], first_event_id
 }
 
 async fn set_budget(store: &DynamoDbUsageStore, scope: BudgetScope, monthly: &str, pcts: &str) {
+    set_limits(store, scope, None, Some(monthly), pcts).await;
+}
+
+async fn set_limits(
+    store: &DynamoDbUsageStore,
+    scope: BudgetScope,
+    daily: Option<&str>,
+    monthly: Option<&str>,
+    pcts: &str,
+) {
     store
         .set_budget(
             &scope,
             &BudgetChange {
-                daily: None,
-                monthly: Some(Some(monthly.parse::<Usd>().unwrap())),
+                daily: daily.map(|d| Some(d.parse::<Usd>().unwrap())),
+                monthly: monthly.map(|m| Some(m.parse::<Usd>().unwrap())),
                 thresholds: Some(Thresholds::parse(pcts).unwrap()),
             },
         )
@@ -204,6 +220,115 @@ async fn a_tag_value_budget_alerts_once_per_crossing_and_tag_totals_do_not_infla
     assert_eq!(failures(&r), 0, "{r}");
     let mut all = first.clone();
     all.push(tag(value, "100"));
+    all.sort();
+    assert_eq!(crossings(&sns), all);
+    sns.assert_no_problems();
+}
+
+fn tag_day(value: &str, day: &str, threshold: &str) -> [String; 5] {
+    [
+        "tag".into(),
+        "team".into(),
+        value.into(),
+        day.into(),
+        threshold.into(),
+    ]
+}
+
+#[tokio::test]
+async fn a_tag_value_daily_budget_alerts_once_on_the_days_total_across_models() {
+    let client = local_client().await;
+    let store = fresh_store_with_stream(&client, "tag-daily-budget").await;
+    let sns = FakeSns::start().await;
+    let mut lambda = LambdaRuntime::start(store.table(), &sns, "tag-daily-budget").await;
+    let mut stream = StreamReader::open(&client, store.table()).await;
+    let pay = BudgetScope::Tag {
+        tag: "team".into(),
+        value: "pay".into(),
+    };
+    set_limits(&store, pay, Some("1"), None, "50,100").await;
+    // pay on 2026-11-20: 0.7M nova-pro (0.56 USD) + 2M nova-micro (0.035
+    // per 1M: 0.07 USD) = 0.63 USD, 50% of 1 USD (neither model's item
+    // alone reaches it); pay on 2026-11-21: 0.8 USD, 50% of that day;
+    // search (no budget) 0.8 USD.
+    ingest(
+        &store,
+        &[
+            (
+                rec("d0000001", "alice", "2026-11-20T10:00:00Z", 700_000),
+                "pay",
+            ),
+            (
+                rec_of(MICRO, "d0000002", "dave", "2026-11-20T11:00:00Z", 2_000_000),
+                "pay",
+            ),
+            (
+                rec("d0000003", "bob", "2026-11-21T10:00:00Z", 1_000_000),
+                "pay",
+            ),
+            (
+                rec("d0000004", "carol", "2026-11-20T10:00:00Z", 1_000_000),
+                "search",
+            ),
+        ],
+        1,
+    )
+    .await;
+    let records = stream.read().await;
+    assert!(
+        records
+            .iter()
+            .any(|r| r["dynamodb"]["NewImage"]["kind"]["S"] == "tag_model_day"),
+        "the stream filter passes tag_model_day changes"
+    );
+    let batch = event(&records);
+    let r = lambda.invoke(&batch).await;
+    assert_eq!(failures(&r), 0, "{r}");
+    let first = vec![
+        tag_day("pay", "2026-11-20", "50"),
+        tag_day("pay", "2026-11-21", "50"),
+    ];
+    assert_eq!(crossings(&sns), first);
+    let alert = sns
+        .published()
+        .into_iter()
+        .find(|p| p.attribute("period") == "2026-11-20")
+        .unwrap();
+    assert_eq!(alert.attribute("period_kind"), "day");
+    for needle in [
+        "Spend:      0.63 USD",
+        "Limit:      1 USD",
+        "bedrock-meter report --tag team=pay --day 2026-11-20",
+        "the team=pay daily budget",
+    ] {
+        assert!(
+            alert.message().contains(needle),
+            "{needle:?} not in {}",
+            alert.message()
+        );
+    }
+
+    // Redelivered, and again after a crash: nothing new.
+    lambda.invoke(&batch).await;
+    lambda.crash_and_restart(store.table(), &sns);
+    let r = lambda.invoke(&batch).await;
+    assert_eq!(failures(&r), 0, "{r}");
+    assert_eq!(crossings(&sns), first, "redelivery must not publish again");
+
+    // 0.63 + 0.4 = 1.03 USD on 2026-11-20 reaches 100%.
+    ingest(
+        &store,
+        &[(
+            rec("d0000005", "erin", "2026-11-20T15:00:00Z", 500_000),
+            "pay",
+        )],
+        10,
+    )
+    .await;
+    let r = lambda.invoke(&event(&stream.read().await)).await;
+    assert_eq!(failures(&r), 0, "{r}");
+    let mut all = first.clone();
+    all.push(tag_day("pay", "2026-11-20", "100"));
     all.sort();
     assert_eq!(crossings(&sns), all);
     sns.assert_no_problems();

@@ -109,8 +109,13 @@ pub fn user_crossings(change: &Change, budgets: &Budgets) -> Vec<Alert> {
         .collect()
 }
 
-/// The crossings of one tag value's month against its budget.
+/// The crossings of one tag value's month against its budget. A
+/// `tag_model_day` change (kind day) is one model's share of the day: its
+/// crossings come from the value's day total instead ([`tag_day_reached`]).
 fn tag_crossings(change: &Change, tag: &str, value: &str, budgets: &Budgets) -> Vec<Alert> {
+    if change.kind == PeriodKind::Day {
+        return Vec::new();
+    }
     let Some(budget) = budgets.for_tag(tag, value) else {
         return Vec::new();
     };
@@ -140,6 +145,48 @@ fn limit_of(budget: &Budget, kind: PeriodKind) -> Option<Usd> {
         PeriodKind::Month => budget.monthly,
     }
     .filter(|l| *l > Usd::ZERO)
+}
+
+/// Whether `(tag, value)` has a daily limit (its day total is worth a read).
+pub fn has_tag_daily_limit(tag: &str, value: &str, budgets: &Budgets) -> bool {
+    budgets
+        .for_tag(tag, value)
+        .and_then(|b| limit_of(b, PeriodKind::Day))
+        .is_some()
+}
+
+/// The thresholds of a tag value's daily budget reached by its day total
+/// `spend` (the sum of its `tag_model_day` items). Level, not edge, as for
+/// the organisation: the total only grows within a day, and the alert
+/// marker makes each threshold alert once.
+pub fn tag_day_reached(
+    tag: &str,
+    value: &str,
+    day: &str,
+    spend: Usd,
+    budgets: &Budgets,
+) -> Vec<Alert> {
+    let Some(budget) = budgets.for_tag(tag, value) else {
+        return Vec::new();
+    };
+    let Some(limit) = limit_of(budget, PeriodKind::Day) else {
+        return Vec::new();
+    };
+    crossed(Usd::ZERO, spend, limit, &budget.thresholds)
+        .into_iter()
+        .map(|threshold| Alert {
+            scope: AlertScope::Tag {
+                tag: tag.to_string(),
+                value: value.to_string(),
+            },
+            kind: PeriodKind::Day,
+            period: day.to_string(),
+            spend,
+            limit,
+            threshold,
+            top: Vec::new(),
+        })
+        .collect()
 }
 
 /// The organisation's thresholds reached by its month total `spend`
@@ -238,7 +285,7 @@ pub fn render(alert: &Alert) -> Rendered {
             format!("{tag}={value}"),
             format!("the {tag}={value} {budget_name} budget"),
             format!(
-                "bedrock-meter report --tag {} --month {}",
+                "bedrock-meter report --tag {} --{kind} {}",
                 shell_quote(&format!("{tag}={value}")),
                 alert.period
             ),
@@ -426,6 +473,49 @@ mod tests {
         // A tag value without a budget, and the default user budget, do not apply.
         c.tag = Some(("team".into(), "other".into()));
         assert!(user_crossings(&c, &b).is_empty());
+    }
+
+    #[test]
+    fn a_tag_value_daily_budget_alerts_on_the_day_total_not_on_one_models_change() {
+        let mut b = budgets();
+        b.tags.insert(
+            ("team".into(), "pay".into()),
+            Budget {
+                scope: BudgetScope::Tag {
+                    tag: "team".into(),
+                    value: "pay".into(),
+                },
+                daily: Some(usd("2")),
+                monthly: None,
+                thresholds: Thresholds::default(),
+                updated_at: None,
+            },
+        );
+        assert!(has_tag_daily_limit("team", "pay", &b));
+        assert!(!has_tag_daily_limit("team", "other", &b));
+        // One model's item going 0 -> 1.7 crosses nothing by itself.
+        let mut c = change("", PeriodKind::Day, "0", "1.7");
+        c.tag = Some(("team".into(), "pay".into()));
+        assert!(user_crossings(&c, &b).is_empty());
+        // The day total of 1.7 has reached 50% and 80% of 2 USD.
+        let alerts = tag_day_reached("team", "pay", "2026-11-20", usd("1.7"), &b);
+        assert_eq!(
+            alerts.iter().map(|a| a.threshold).collect::<Vec<_>>(),
+            vec![50, 80]
+        );
+        assert_eq!(alerts[0].key().pk, "ALERT#T#team#pay#D#2026-11-20");
+        let r = render(&alerts[1]);
+        assert!(r
+            .attributes
+            .contains(&("period_kind", "String", "day".into())));
+        assert!(
+            r.body
+                .contains("bedrock-meter report --tag team=pay --day 2026-11-20"),
+            "{}",
+            r.body
+        );
+        assert!(r.body.contains("the team=pay daily budget"), "{}", r.body);
+        assert!(tag_day_reached("team", "other", "2026-11-20", usd("9"), &b).is_empty());
     }
 
     #[test]

@@ -29,7 +29,10 @@ pub struct Change {
     pub event_id: String,
     /// The user; empty for a tag change.
     pub user: String,
-    /// `(tag, value)` of a `tag_month` change; `None` for user changes.
+    /// `(tag, value)` of a `tag_month` or `tag_model_day` change; `None`
+    /// for user changes. A tag change of kind [`PeriodKind::Day`] is a
+    /// `tag_model_day` change: `old` and `new` are one model's spend, not
+    /// the value's day (that is read with one Query, see the handler).
     pub tag: Option<(String, String)>,
     pub kind: PeriodKind,
     /// `YYYY-MM-DD` or `YYYY-MM`, as stored.
@@ -50,7 +53,7 @@ impl Change {
 /// Why a record is skipped (logged, never retried: it cannot get better).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SkipReason {
-    #[error("not a user_day, user_month or tag_month change (kind `{0}`)")]
+    #[error("not a user_day, user_month, tag_month or tag_model_day change (kind `{0}`)")]
     OtherKind(String),
     #[error("a removal (no NewImage)")]
     Removal,
@@ -80,11 +83,11 @@ pub fn parse(record: &EventRecord) -> Result<Change, SkipReason> {
     }
     let kind_text = attr(&new, "kind", "S").unwrap_or_default();
     let (kind, period_attr) = match kind_text {
-        "user_day" => (PeriodKind::Day, "day"),
+        "user_day" | "tag_model_day" => (PeriodKind::Day, "day"),
         "user_month" | "tag_month" => (PeriodKind::Month, "month"),
         other => return Err(SkipReason::OtherKind(other.to_string())),
     };
-    let (user, tag) = if kind_text == "tag_month" {
+    let (user, tag) = if kind_text.starts_with("tag_") {
         let tag = attr(&new, "tag", "S").ok_or(SkipReason::Missing("tag"))?;
         let value = attr(&new, "value", "S").ok_or(SkipReason::Missing("value"))?;
         ("", Some((tag.to_string(), value.to_string())))
@@ -155,14 +158,27 @@ mod tests {
             (c.old, c.new),
             ("2.5".parse().unwrap(), "3".parse().unwrap())
         );
+    }
+
+    #[test]
+    fn a_tag_model_day_change_is_a_day_change_of_its_tag_value() {
         let e = event(
-            serde_json::json!({"kind": {"S": "tag_model_day"}, "tag": {"S": "team"}}),
+            serde_json::json!({"kind": {"S": "tag_model_day"}, "tag": {"S": "team"}, "value": {"S": "pay"},
+                "model": {"S": "m"}, "day": {"S": "2026-11-20"}, "cost_usd": {"N": "0.5"}}),
             serde_json::json!({}),
         );
-        assert!(matches!(
-            parse(&e.records[0]),
-            Err(SkipReason::OtherKind(_))
-        ));
+        let c = parse(&e.records[0]).unwrap();
+        assert_eq!(c.tag, Some(("team".to_string(), "pay".to_string())));
+        assert_eq!(
+            (c.kind, c.period.as_str(), c.user.as_str()),
+            (PeriodKind::Day, "2026-11-20", "")
+        );
+        assert_eq!((c.old, c.new), (Usd::ZERO, "0.5".parse().unwrap()));
+        let e = event(
+            serde_json::json!({"kind": {"S": "tag_model_day"}, "tag": {"S": "team"}, "value": {"S": "pay"}}),
+            serde_json::json!({}),
+        );
+        assert_eq!(parse(&e.records[0]), Err(SkipReason::Missing("day")));
     }
 
     #[test]

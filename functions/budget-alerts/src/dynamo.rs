@@ -300,6 +300,38 @@ impl AlertStore for DynamoDbAlertStore {
             .unwrap_or_default())
     }
 
+    async fn tag_day_spend(&self, tag: &str, value: &str, day: &str) -> Result<Usd, StoreError> {
+        // Every tag_model_day item of the value on that day: one strongly
+        // consistent Query of its partition (sk `D#<day>#M#<model>`).
+        let pk = meter_store::keys::tag_pk(tag, value);
+        let prefix = format!("D#{day}#M#");
+        let mut total = Usd::ZERO;
+        let mut start = None;
+        loop {
+            let page = self
+                .client()
+                .query()
+                .table_name(self.table())
+                .key_condition_expression("pk = :pk AND begins_with(sk, :d)")
+                .expression_attribute_values(":pk", s(pk.clone()))
+                .expression_attribute_values(":d", s(prefix.clone()))
+                .projection_expression("cost_usd")
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| classify_sdk_error(e, self.table()))?;
+            for item in page.items() {
+                total = total.saturating_add(cost_of(item));
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(total)
+    }
+
     async fn claim(
         &self,
         alert: &Alert,

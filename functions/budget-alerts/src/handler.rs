@@ -19,6 +19,13 @@
 //! per stream record (a delta marker per record, written in the same
 //! transaction as the addition). Its thresholds are checked against the
 //! total after the batch's deltas are applied.
+//!
+//! A tag value's daily budget is checked on its `tag_model_day` changes:
+//! each holds one model's share, so the value's day total is read with one
+//! strongly consistent Query (`pk = T#<tag>#<value> AND begins_with(sk,
+//! D#<day>#M#)`), once per (tag, value, day) per batch and only when that
+//! value has a daily limit; every threshold the total has reached is an
+//! alert (once each, by its marker). Ingest writes nothing more for it.
 
 use std::collections::HashSet;
 use std::future::Future;
@@ -31,7 +38,9 @@ use meter_store::budgets::Budgets;
 use meter_store::StoreError;
 use serde_json::json;
 
-use crate::alert::{org_reached, user_crossings, Alert, AlertKey};
+use crate::alert::{
+    has_tag_daily_limit, org_reached, tag_day_reached, user_crossings, Alert, AlertKey,
+};
 use crate::change::{self, Change, PeriodKind};
 
 /// What a claim attempt found.
@@ -75,6 +84,14 @@ pub trait AlertStore: Send + Sync {
     ) -> impl Future<Output = Result<(), OrgDeltaError>> + Send;
     /// The organisation's month total (strongly consistent).
     fn org_month_spend(&self, month: &str) -> impl Future<Output = Result<Usd, StoreError>> + Send;
+    /// One tag value's spend on one day (`YYYY-MM-DD`): the sum of its
+    /// `tag_model_day` items, one strongly consistent Query.
+    fn tag_day_spend(
+        &self,
+        tag: &str,
+        value: &str,
+        day: &str,
+    ) -> impl Future<Output = Result<Usd, StoreError>> + Send;
     /// Creates or takes over the alert marker of `alert`.
     fn claim(
         &self,
@@ -348,6 +365,7 @@ pub async fn handle<S: AlertStore, N: Notifier>(
 
     let stop = failed_at.as_ref().map_or(records.len(), |(i, _)| *i);
     let mut org_checked: HashSet<String> = HashSet::new();
+    let mut tag_days_checked: HashSet<(String, String, String)> = HashSet::new();
     for (i, c) in changes.iter().enumerate().take(stop) {
         let Some(c) = c else { continue };
         let claim_prefix = format!("{invocation_id}/{i}");
@@ -379,6 +397,33 @@ pub async fn handle<S: AlertStore, N: Notifier>(
             .await;
             if result.is_ok() {
                 org_checked.insert(c.period.clone());
+            }
+        }
+        if let (Some((tag, value)), PeriodKind::Day) = (&c.tag, c.kind) {
+            // A tag_model_day change that grew the spend, of a value with a
+            // daily limit, not yet checked in this batch (the total read
+            // already includes every write before this record's).
+            let key = (tag.clone(), value.clone(), c.period.clone());
+            if result.is_ok()
+                && c.new > c.old
+                && has_tag_daily_limit(tag, value, &budgets)
+                && !tag_days_checked.contains(&key)
+            {
+                result = async {
+                    let spend = state.store.tag_day_spend(tag, value, &c.period).await?;
+                    deliver_all(
+                        state,
+                        tag_day_reached(tag, value, &c.period, spend, &budgets),
+                        &format!("{claim_prefix}/tagday"),
+                        deadline_ms,
+                        &mut summary,
+                    )
+                    .await
+                }
+                .await;
+                if result.is_ok() {
+                    tag_days_checked.insert(key);
+                }
             }
         }
         if let Err(e) = result {
@@ -463,6 +508,9 @@ mod tests {
         budgets: Budgets,
         markers: Mutex<HashMap<AlertKey, (String, bool, u64, String)>>,
         org: Mutex<HashMap<String, Usd>>,
+        /// (tag, value, day) -> spend, and the reads of it.
+        tag_days: Mutex<HashMap<(String, String, String), Usd>>,
+        tag_day_reads: Mutex<usize>,
         applied: Mutex<HashSet<String>>,
         published: Mutex<Vec<(Alert, String)>>,
         fail_publishes: Mutex<usize>,
@@ -489,6 +537,21 @@ mod tests {
                 .lock()
                 .unwrap()
                 .get(month)
+                .copied()
+                .unwrap_or_default())
+        }
+        async fn tag_day_spend(
+            &self,
+            tag: &str,
+            value: &str,
+            day: &str,
+        ) -> Result<Usd, StoreError> {
+            *self.tag_day_reads.lock().unwrap() += 1;
+            Ok(self
+                .tag_days
+                .lock()
+                .unwrap()
+                .get(&(tag.to_string(), value.to_string(), day.to_string()))
                 .copied()
                 .unwrap_or_default())
         }
@@ -584,6 +647,14 @@ mod tests {
         }
         fn org_month_spend(&self, m: &str) -> impl Future<Output = Result<Usd, StoreError>> + Send {
             self.0.org_month_spend(m)
+        }
+        fn tag_day_spend(
+            &self,
+            t: &str,
+            v: &str,
+            d: &str,
+        ) -> impl Future<Output = Result<Usd, StoreError>> + Send {
+            self.0.tag_day_spend(t, v, d)
         }
         fn claim(
             &self,
@@ -685,6 +756,74 @@ mod tests {
 
     fn far() -> u64 {
         now_ms() + 60_000
+    }
+
+    fn tag_model_day(
+        seq: u64,
+        value: &str,
+        model: &str,
+        old: Option<&str>,
+        new: &str,
+    ) -> serde_json::Value {
+        let image = |cost: &str| {
+            json!({"kind": {"S": "tag_model_day"}, "tag": {"S": "team"}, "value": {"S": value},
+            "model": {"S": model}, "day": {"S": "2026-11-20"}, "cost_usd": {"N": cost}})
+        };
+        json!({"eventID": format!("ev{seq}"), "eventName": "MODIFY", "awsRegion": "us-east-1",
+            "dynamodb": {"Keys": {}, "NewImage": image(new), "OldImage": old.map(image).unwrap_or(json!({})),
+                "SequenceNumber": seq.to_string(), "SizeBytes": 1}})
+    }
+
+    #[tokio::test]
+    async fn a_tag_values_day_total_is_read_once_per_batch_and_each_threshold_alerts_once() {
+        let mut f = fake().0;
+        f.budgets.tags.insert(
+            ("team".into(), "pay".into()),
+            Budget {
+                scope: BudgetScope::Tag {
+                    tag: "team".into(),
+                    value: "pay".into(),
+                },
+                daily: Some(usd("2")),
+                monthly: None,
+                thresholds: Thresholds::default(),
+                updated_at: None,
+            },
+        );
+        // Two models of the value, 0.9 + 0.8 = 1.7 of 2 USD: 50% and 80%
+        // reached, though neither model's item crossed anything alone.
+        f.tag_days.lock().unwrap().insert(
+            ("team".into(), "pay".into(), "2026-11-20".into()),
+            usd("1.7"),
+        );
+        let b = Both(f);
+        let s = state(&b);
+        let e = batch(vec![
+            tag_model_day(1, "pay", "m1", None, "0.9"),
+            tag_model_day(2, "pay", "m2", None, "0.8"),
+            // No daily budget for this value: no read.
+            tag_model_day(3, "other", "m1", None, "5"),
+        ]);
+        let (r1, s1) = handle(&s, &e, "inv1", far()).await;
+        assert!(r1.batch_item_failures.is_empty());
+        assert_eq!(*b.0.tag_day_reads.lock().unwrap(), 1);
+        assert_eq!(s1.sent, 2);
+        {
+            let p = b.0.published.lock().unwrap();
+            assert_eq!(
+                p.iter()
+                    .map(|(a, _)| (a.threshold, a.spend, a.period.clone()))
+                    .collect::<Vec<_>>(),
+                vec![
+                    (50, usd("1.7"), "2026-11-20".to_string()),
+                    (80, usd("1.7"), "2026-11-20".to_string())
+                ]
+            );
+        }
+        // Redelivered: nothing new.
+        let (_, s2) = handle(&s, &e, "inv2", far()).await;
+        assert_eq!((s2.sent, s2.already_sent), (0, 2));
+        assert_eq!(b.0.published.lock().unwrap().len(), 2);
     }
 
     #[tokio::test]

@@ -22,7 +22,7 @@ enum Action {
     /// bedrock-meter budget set --user alice --daily 5 --monthly 100 --thresholds 50,80,100
     /// bedrock-meter budget set --default --monthly 50
     /// bedrock-meter budget set --org --monthly 10000
-    /// bedrock-meter budget set --tag team=payments --monthly 500
+    /// bedrock-meter budget set --tag team=payments --daily 40 --monthly 500
     Set(SetArgs),
     /// Print every budget.
     List(ListArgs),
@@ -43,8 +43,8 @@ struct Who {
     #[arg(long)]
     org: bool,
     /// One value of an attribution tag (ATTRIBUTION_TAGS), as KEY=VALUE:
-    /// its month's spend across every user (monthly only; the first `=`
-    /// separates key and value).
+    /// its day's and month's spend across every user and model (the first
+    /// `=` separates key and value).
     #[arg(long, value_name = "KEY=VALUE")]
     tag: Option<String>,
 }
@@ -146,13 +146,6 @@ fn change_of(args: &SetArgs) -> anyhow::Result<BudgetChange> {
         anyhow::ensure!(
             !matches!(change.daily, Some(Some(_))),
             "the organisation's budget is monthly only: use --monthly"
-        );
-    }
-    if args.who.tag.is_some() {
-        anyhow::ensure!(
-            !matches!(change.daily, Some(Some(_))),
-            "a tag value's budget is monthly only (its spend is the tag_month total): use \
-             --monthly"
         );
     }
     Ok(change)

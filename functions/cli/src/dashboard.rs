@@ -54,6 +54,8 @@ fn parse_listen(s: &str) -> anyhow::Result<Listen> {
 struct Server {
     store: DynamoDbUsageStore,
     refresh: u32,
+    /// `ATTRIBUTION_TAGS`: the keys the pages link to (`/tags/{key}`).
+    tag_keys: Vec<String>,
     /// Only requests naming a loopback host are served (DNS-rebinding
     /// guard); off for a non-loopback `--listen`.
     loopback_only: bool,
@@ -148,7 +150,16 @@ impl Server {
         };
         let today = Day::of(OffsetDateTime::now_utc());
         let started = std::time::Instant::now();
-        let r = meter_views::respond(&self.store, path, query, today, &opts, describe).await;
+        let r = meter_views::respond_with_tags(
+            &self.store,
+            path,
+            query,
+            today,
+            &opts,
+            &self.tag_keys,
+            describe,
+        )
+        .await;
         tracing::debug!(
             status = r.status,
             elapsed_ms = started.elapsed().as_millis() as u64,
@@ -188,6 +199,7 @@ pub async fn run(config: &Config, args: DashboardArgs) -> anyhow::Result<ExitCod
     let server = Arc::new(Server {
         store,
         refresh: args.refresh,
+        tag_keys: config.attribution_tags.clone(),
         loopback_only,
     });
     if !loopback_only {

@@ -67,11 +67,11 @@ impl Command {
     /// The bedrock-meter settings (environment variables) the command reads.
     fn settings(&self) -> &'static [&'static str] {
         match self {
-            Command::Init
-            | Command::Report(_)
-            | Command::Budget(_)
-            | Command::Dashboard(_)
-            | Command::Cost(_) => &["USAGE_TABLE"],
+            Command::Init | Command::Report(_) | Command::Budget(_) | Command::Cost(_) => {
+                &["USAGE_TABLE"]
+            }
+            // The tag keys the pages link to (`/tags/{key}`).
+            Command::Dashboard(_) => &["USAGE_TABLE", "USER_METADATA_KEY", "ATTRIBUTION_TAGS"],
             Command::Prices(_) => &["USAGE_TABLE", "PRICE_TABLE_PATH"],
             Command::Reconcile(_) => &["USAGE_TABLE", "PRICE_TABLE_PATH"],
             _ => meter_store::config::ALL_SETTINGS,

@@ -52,7 +52,9 @@ pub enum BudgetScope {
     Default,
     /// The organisation's (all users together); monthly only.
     Org,
-    /// One value of an attribution tag (`team=payments`); monthly only.
+    /// One value of an attribution tag (`team=payments`): daily (the sum of
+    /// its `tag_model_day` items, read by budget-alerts) and monthly (its
+    /// `tag_month` item).
     Tag { tag: String, value: String },
 }
 
@@ -403,12 +405,6 @@ impl DynamoDbUsageStore {
         if *scope == BudgetScope::Org && matches!(change.daily, Some(Some(_))) {
             return Err(permanent(
                 "the organisation's budget is monthly only".to_string(),
-            ));
-        }
-        if matches!(scope, BudgetScope::Tag { .. }) && matches!(change.daily, Some(Some(_))) {
-            return Err(permanent(
-                "a tag value's budget is monthly only (its spend is the tag_month total)"
-                    .to_string(),
             ));
         }
         let (expr, names, values) = budget_update(scope, change, &now_rfc3339());

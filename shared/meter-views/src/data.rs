@@ -28,6 +28,24 @@ pub const USAGE_COLUMNS: [&str; 12] = [
     "cost_usd",
 ];
 
+/// The columns of `bedrock-meter report --tag ... --format csv`: `tag` and
+/// `value` where the others have `user`.
+pub const TAG_COLUMNS: [&str; 13] = [
+    "kind",
+    "tag",
+    "value",
+    "model",
+    "period",
+    "invocations",
+    "errors",
+    "input",
+    "output",
+    "cache_read",
+    "cache_write",
+    "unpriced",
+    "cost_usd",
+];
+
 /// The columns of the budgets page.
 pub const BUDGET_COLUMNS: [&str; 10] = [
     "scope",
@@ -83,7 +101,30 @@ pub fn tables(view: &View) -> Vec<Table<'_>> {
             Table::Usage("models", d.models.iter().collect()),
         ],
         View::Budgets(b) => vec![Table::Budgets("budgets", &b.statuses)],
+        View::TagKey(t) => vec![
+            Table::Usage("values", t.values.iter().collect()),
+            Table::Usage("total", t.total.iter().collect()),
+        ],
+        View::TagValue(t) => vec![
+            Table::Usage("total", vec![&t.total]),
+            Table::Usage("models", t.models.iter().collect()),
+            Table::Usage("days", t.days.iter().collect()),
+            Table::Usage("model_days", t.model_days.iter().collect()),
+        ],
     }
+}
+
+/// The tag report's cells of a row ([`TAG_COLUMNS`]).
+pub fn tag_cells(r: &Row) -> Vec<String> {
+    let u = usage_cells(r);
+    [
+        r.kind.clone(),
+        r.tag.clone().unwrap_or_default(),
+        r.value.clone().unwrap_or_default(),
+    ]
+    .into_iter()
+    .chain(u.into_iter().skip(2))
+    .collect()
 }
 
 /// The report's cells of a row.
@@ -161,13 +202,19 @@ pub fn csv(view: &View, only: Option<&str>) -> Result<String, String> {
         out.push_str(&cols.join(","));
         out.push('\n');
     };
+    let tags = matches!(view, View::TagKey(_) | View::TagValue(_));
     if matches!(view, View::Budgets(_)) {
         header(&BUDGET_COLUMNS, &mut out);
+    } else if tags {
+        header(&TAG_COLUMNS, &mut out);
     } else {
         header(&USAGE_COLUMNS, &mut out);
     }
     for t in tables {
         match t {
+            Table::Usage(_, rows) if tags => {
+                rows.iter().for_each(|r| line(&tag_cells(r), &mut out))
+            }
             Table::Usage(_, rows) => rows.iter().for_each(|r| line(&usage_cells(r), &mut out)),
             Table::Budgets(_, rows) => rows.iter().for_each(|s| line(&budget_cells(s), &mut out)),
         }

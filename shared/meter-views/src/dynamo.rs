@@ -4,7 +4,7 @@
 
 use meter_core::{Day, Month};
 use meter_store::budgets::BudgetScope;
-use meter_store::dynamo::{AccessPattern, StampedRow};
+use meter_store::dynamo::{AccessPattern, StampedRow, UsageRow};
 use meter_store::store::{describe_for_operator, Access};
 use meter_store::{DynamoDbUsageStore, StoreError};
 
@@ -30,6 +30,8 @@ fn row(s: StampedRow) -> Row {
         model: r.model,
         day: r.day,
         month: r.month,
+        tag: r.tag,
+        value: r.value,
         invocations: r.invocations,
         errors: r.errors,
         input_tokens: r.input_tokens,
@@ -49,6 +51,25 @@ async fn read(store: &DynamoDbUsageStore, p: AccessPattern<'_>) -> Result<Vec<Ro
         .await
         .map(|rows| rows.into_iter().map(row).collect())
         .map_err(|e| read_error(e, store))
+}
+
+/// Rows of meter-store's tag queries (one paginated Query each; they carry
+/// no `updated_at`, so tag pages show no data-as-of stamp).
+fn unstamped(
+    store: &DynamoDbUsageStore,
+    rows: Result<Vec<UsageRow>, StoreError>,
+) -> Result<Vec<Row>, ReadError> {
+    rows.map(|rows| {
+        rows.into_iter()
+            .map(|row| {
+                self::row(StampedRow {
+                    row,
+                    updated_at: None,
+                })
+            })
+            .collect()
+    })
+    .map_err(|e| read_error(e, store))
 }
 
 impl UsageReader for DynamoDbUsageStore {
@@ -74,6 +95,20 @@ impl UsageReader for DynamoDbUsageStore {
 
     async fn model_days(&self, model: &str, from: Day, to: Day) -> Result<Vec<Row>, ReadError> {
         read(self, AccessPattern::ModelDays { model, from, to }).await
+    }
+
+    async fn tag_values_in_month(&self, tag: &str, month: Month) -> Result<Vec<Row>, ReadError> {
+        unstamped(self, self.tag_values_in_month(tag, month).await)
+    }
+
+    async fn tag_value_days(
+        &self,
+        tag: &str,
+        value: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<Row>, ReadError> {
+        unstamped(self, self.tag_value_days(tag, value, from, to).await)
     }
 
     async fn budgets(&self) -> Result<Vec<BudgetLimits>, ReadError> {

@@ -12,7 +12,9 @@ use crate::format::{esc, group, path_segment, percent, usd_cents, usd_html};
 use crate::model::{reached, Row};
 use crate::request::{days, month_bounds, Page};
 use crate::svg;
-use crate::views::{BudgetsView, Built, DayView, ModelView, Overview, UserView, View};
+use crate::views::{
+    BudgetsView, Built, DayView, ModelView, Overview, TagKeyView, TagValueView, UserView, View,
+};
 
 /// The stylesheet (served at `/assets/dashboard.css`, inlined in widgets).
 pub const CSS: &str = include_str!("../assets/dashboard.css");
@@ -60,6 +62,17 @@ pub fn page_url(page: &Page) -> String {
         }
         Page::Day { day } => format!("/days/{day}"),
         Page::Budgets => "/budgets".to_string(),
+        Page::TagKey { key, month } => format!("/tags/{}?month={month}", path_segment(key)),
+        Page::TagValue {
+            key,
+            value,
+            from,
+            to,
+        } => format!(
+            "/tags/{}/{}?from={from}&to={to}",
+            path_segment(key),
+            path_segment(value)
+        ),
     }
 }
 
@@ -71,6 +84,8 @@ pub fn page_name(page: &Page) -> &'static str {
         Page::Model { .. } => "model",
         Page::Day { .. } => "day",
         Page::Budgets => "budgets",
+        Page::TagKey { .. } => "tag",
+        Page::TagValue { .. } => "tag_value",
     }
 }
 
@@ -760,22 +775,197 @@ fn budgets_page(ctx: &Ctx, b: &BudgetsView) -> String {
     out
 }
 
-fn nav(ctx: &Ctx, today: Day) -> String {
+fn nav(ctx: &Ctx, today: Day, tag_keys: &[String]) -> String {
     if ctx.widget {
         return String::new();
     }
+    let mut tags = String::new();
+    if !tag_keys.is_empty() {
+        tags.push_str(" <span class=\"tags\">Tags:");
+        for k in tag_keys {
+            tags.push(' ');
+            tags.push_str(&ctx.link(&format!("/tags/{}", path_segment(k)), k));
+        }
+        tags.push_str("</span>");
+    }
     format!(
-        "<nav><strong>bedrock-meter</strong> <a href=\"/\">Overview</a> <a href=\"/days/{today}\">Today</a> <a href=\"/budgets\">Budgets</a></nav>"
+        "<nav><strong>bedrock-meter</strong> <a href=\"/\">Overview</a> <a href=\"/days/{today}\">Today</a> <a href=\"/budgets\">Budgets</a>{tags}</nav>"
     )
+}
+
+fn tag_value_link(ctx: &Ctx, key: &str, value: &str, query: &str) -> String {
+    ctx.link(
+        &format!("/tags/{}/{}{query}", path_segment(key), path_segment(value)),
+        value,
+    )
+}
+
+fn tag_key_page(ctx: &Ctx, t: &TagKeyView) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<h1>Tag <span class=\"id\">{}</span> · {}</h1><p class=\"sub\">every value of the attribution tag; a record without it counts under <span class=\"id\">untagged</span></p>",
+        esc(&t.key),
+        esc(&month_name(t.month))
+    );
+    if !ctx.widget {
+        let action = format!("/tags/{}", path_segment(&t.key));
+        let _ = write!(
+            out,
+            "<form class=\"period\" method=\"get\" action=\"{a}\"><a href=\"{a}?month={p}\">← {p}</a> \
+             <label>month (UTC) <input type=\"month\" name=\"month\" value=\"{m}\"></label> <button type=\"submit\">show</button> \
+             <a href=\"{a}?month={n}\">{n} →</a></form>",
+            a = esc(&action),
+            p = prev_month(t.month),
+            m = t.month,
+            n = next_month(t.month)
+        );
+    }
+    let Some(total) = &t.total else {
+        out.push_str(&empty(&format!(
+            "No usage under the tag {} in {}.",
+            t.key,
+            month_name(t.month)
+        )));
+        return out;
+    };
+    let to_date = if t.today.month() == t.month {
+        "month to date"
+    } else {
+        "whole month"
+    };
+    out.push_str("<div class=\"kpis\">");
+    out.push_str(&kpi(
+        &format!("spend, {to_date}"),
+        &money(total),
+        &format!("{} values", group(t.values.len() as u128)),
+    ));
+    out.push_str(&kpi(
+        "invocations",
+        &group(total.invocations),
+        &format!("{} errors", group(total.errors)),
+    ));
+    out.push_str("</div><section><h2>Spend per value</h2>");
+    out.push_str(&svg::value_bars(
+        &t.values,
+        &format!("spend per value of {}, {}", t.key, month_name(t.month)),
+    ));
+    out.push_str("</section><section><h2>Values</h2>");
+    let (first, last) = month_bounds(t.month);
+    let query = format!("?from={first}&to={}", last.min(t.today).max(first));
+    out.push_str("<table><caption>every value this month, biggest first</caption><thead><tr><th scope=\"col\">value</th><th scope=\"col\" class=\"num\">spend (USD)</th><th scope=\"col\">share</th><th scope=\"col\" class=\"num\">invocations</th><th scope=\"col\" class=\"num\">errors</th><th scope=\"col\" class=\"num\">input</th><th scope=\"col\" class=\"num\">output</th><th scope=\"col\" class=\"num\">unpriced</th></tr></thead><tbody>");
+    let limit = if ctx.widget { 15 } else { 500 };
+    for v in t.values.iter().take(limit) {
+        let pct = percent(v.cost, total.cost);
+        let _ = write!(
+            out,
+            "<tr><td class=\"id\">{}</td><td class=\"num\">{}</td><td>{} {pct}%</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
+            tag_value_link(ctx, &t.key, v.value.as_deref().unwrap_or(""), &query),
+            money(v),
+            svg::share_bar(pct, &format!("{pct}% of the tag's spend")),
+            group(v.invocations),
+            group(v.errors),
+            group(v.input_tokens),
+            group(v.output_tokens),
+            group(v.unpriced_invocations),
+        );
+    }
+    out.push_str("</tbody></table>");
+    if t.values.len() > limit {
+        let _ = write!(
+            out,
+            "<p class=\"note\">{} more values: every value is in the CSV and JSON.</p>",
+            t.values.len() - limit
+        );
+    }
+    out.push_str("</section>");
+    out
+}
+
+fn tag_value_page(ctx: &Ctx, t: &TagValueView) -> String {
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<h1>Tag <span class=\"id\">{}</span> = <span class=\"id\">{}</span></h1><p class=\"sub\">{} to {} (UTC) · {}</p>",
+        esc(&t.key),
+        esc(&t.value),
+        t.from,
+        t.to,
+        ctx.link(
+            &format!("/tags/{}?month={}", path_segment(&t.key), t.to.month()),
+            &format!("every value of {}", t.key)
+        )
+    );
+    out.push_str(&range_form(
+        ctx,
+        &format!("/tags/{}/{}", path_segment(&t.key), path_segment(&t.value)),
+        t.from,
+        t.to,
+        "",
+    ));
+    if t.model_days.is_empty() {
+        out.push_str(&empty(&format!(
+            "No usage under {}={} from {} to {} (UTC).",
+            t.key, t.value, t.from, t.to
+        )));
+        return out;
+    }
+    out.push_str("<div class=\"kpis\">");
+    out.push_str(&kpi(
+        "spend in range",
+        &money(&t.total),
+        &tokens_note(&t.total),
+    ));
+    out.push_str(&kpi(
+        "invocations",
+        &group(t.total.invocations),
+        &format!("{} errors", group(t.total.errors)),
+    ));
+    out.push_str("</div><section><h2>Daily spend by model (UTC days)</h2>");
+    match svg::stacked_days(
+        &days(t.from, t.to),
+        &t.model_days,
+        &format!("daily spend of {}={} by model", t.key, t.value),
+    ) {
+        Some(chart) => {
+            out.push_str(&chart);
+            out.push_str(&svg::legend(&t.model_days));
+        }
+        None => out.push_str(&empty("No spend to chart in this range.")),
+    }
+    out.push_str("</section><section><h2>Per model</h2>");
+    let rows: Vec<&Row> = t.models.iter().collect();
+    out.push_str(&usage_table(
+        ctx,
+        "per model over the range, biggest first",
+        &rows,
+        &[Col::Model],
+        100,
+    ));
+    out.push_str("</section><section><h2>Per day</h2>");
+    let rows: Vec<&Row> = t.days.iter().rev().collect();
+    out.push_str(&usage_table(
+        ctx,
+        "per UTC day (all models), latest first",
+        &rows,
+        &[Col::Day],
+        400,
+    ));
+    out.push_str("</section>");
+    out
 }
 
 fn freshness(built: &Built, opts: &Options) -> String {
     format!(
         "<p class=\"fresh\">data as of <time id=\"data-as-of\">{}</time> · <span id=\"refreshed\">rendered at <time>{}</time></span></p>",
-        esc(built
-            .data_as_of
-            .as_deref()
-            .unwrap_or("no data")),
+        esc(built.data_as_of.as_deref().unwrap_or(
+            match &built.view {
+                // meter-store's tag queries return no write time.
+                View::TagKey(t) if t.total.is_some() => "not recorded for tag totals",
+                View::TagValue(t) if !t.model_days.is_empty() => "not recorded for tag totals",
+                _ => "no data",
+            }
+        )),
         esc(&opts.rendered_at)
     )
 }
@@ -825,11 +1015,16 @@ pub fn render(built: &Built, page: &Page, opts: &Options) -> String {
         View::Model(m) => (format!("Model {}", m.model), model_page(&ctx, m)),
         View::Day(d) => (format!("Day {}", d.day), day_page(&ctx, d)),
         View::Budgets(b) => ("Budgets".to_string(), budgets_page(&ctx, b)),
+        View::TagKey(t) => (format!("Tag {} {}", t.key, t.month), tag_key_page(&ctx, t)),
+        View::TagValue(t) => (
+            format!("Tag {}={}", t.key, t.value),
+            tag_value_page(&ctx, t),
+        ),
     };
     let today = today_of(&built.view);
     let mut out = head(&format!("{title} · bedrock-meter"), opts);
     out.push_str("<header>");
-    out.push_str(&nav(&ctx, today));
+    out.push_str(&nav(&ctx, today, &built.tag_keys));
     out.push_str(&freshness(built, opts));
     out.push_str("</header><main id=\"content\">");
     out.push_str(&body);
@@ -849,6 +1044,8 @@ fn today_of(view: &View) -> Day {
         View::Budgets(b) => b.today,
         View::Day(d) => d.day,
         View::Model(m) => m.to,
+        View::TagKey(t) => t.today,
+        View::TagValue(t) => t.to,
     }
 }
 

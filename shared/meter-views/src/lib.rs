@@ -91,6 +91,22 @@ pub async fn respond<R: UsageReader>(
     opts: &Options,
     describe: impl Fn(&ReadError) -> String,
 ) -> Response {
+    respond_with_tags(reader, path, query, today, opts, &[], describe).await
+}
+
+/// [`respond`] for a shell that knows the attribution tag keys
+/// (`ATTRIBUTION_TAGS`): every page's navigation links to `/tags/{key}`
+/// for each, and a tag page of another key says which keys there are. With
+/// no keys, tag pages answer for any key and nothing links to them.
+pub async fn respond_with_tags<R: UsageReader>(
+    reader: &R,
+    path: &str,
+    query: &str,
+    today: Day,
+    opts: &Options,
+    tag_keys: &[String],
+    describe: impl Fn(&ReadError) -> String,
+) -> Response {
     if let Some(a) = asset(path) {
         return a;
     }
@@ -108,8 +124,25 @@ pub async fn respond<R: UsageReader>(
             );
         }
     };
+    if let Page::TagKey { key, .. } | Page::TagValue { key, .. } = &req.page {
+        if !tag_keys.is_empty() && !tag_keys.contains(key) {
+            let message = format!(
+                "`{key}` is not an attribution tag of this meter: ATTRIBUTION_TAGS lists {}; open /tags/{} instead",
+                tag_keys.join(", "),
+                format::path_segment(&tag_keys[0])
+            );
+            return Response::new(
+                404,
+                "text/html; charset=utf-8",
+                html::error_page("Not found", &message, opts),
+            );
+        }
+    }
     let built = match views::build(reader, &req.page, today).await {
-        Ok(b) => b,
+        Ok(mut b) => {
+            b.tag_keys = tag_keys.to_vec();
+            b
+        }
         Err(e) => {
             let message = describe(&e);
             return match req.format {

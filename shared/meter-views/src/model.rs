@@ -10,7 +10,9 @@ use serde::Serialize;
 pub struct Row {
     /// `user_model_day`, `user_day`, `user_month`, `model_day`, or a total
     /// computed here (`organisation_day`, `organisation_month`,
-    /// `model_month`, `user_model_range`, `user_range`).
+    /// `model_month`, `user_model_range`, `user_range`); for attribution
+    /// tags `tag_model_day`, `tag_month`, and the computed `tag_day`,
+    /// `tag_model_range`, `tag_range`.
     pub kind: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
@@ -20,6 +22,12 @@ pub struct Row {
     pub day: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub month: Option<String>,
+    /// The attribution tag key (`tag_*` kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// The attribution tag value (`tag_*` kinds).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
     pub invocations: u128,
     pub errors: u128,
     pub input_tokens: u128,

@@ -66,6 +66,22 @@ pub trait UsageReader: Sync {
     ) -> impl Future<Output = Result<Vec<Row>, ReadError>> + Send;
     /// Every budget (partition `BUDGET`).
     fn budgets(&self) -> impl Future<Output = Result<Vec<BudgetLimits>, ReadError>> + Send;
+    /// Every value of attribution tag `tag` in one month: its `tag_month`
+    /// items (index `gsi1`, `TMONTH#<tag>#<month>`, `V#`).
+    fn tag_values_in_month(
+        &self,
+        tag: &str,
+        month: Month,
+    ) -> impl Future<Output = Result<Vec<Row>, ReadError>> + Send;
+    /// One tag value per model and day from `from` to `to`: its
+    /// `tag_model_day` items (`T#<tag>#<value>`, `D#<from>` to `D#<to>#~`).
+    fn tag_value_days(
+        &self,
+        tag: &str,
+        value: &str,
+        from: Day,
+        to: Day,
+    ) -> impl Future<Output = Result<Vec<Row>, ReadError>> + Send;
 }
 
 #[derive(Default)]
@@ -78,6 +94,10 @@ struct MemoryData {
     day_models: BTreeMap<Day, BTreeMap<String, Row>>,
     month_users: BTreeMap<Month, BTreeMap<String, Row>>,
     budgets: Vec<BudgetLimits>,
+    /// (tag, value) -> (day, model) -> tag_model_day row
+    tag_days: HashMap<(String, String), BTreeMap<(Day, String), Row>>,
+    /// (tag, month) -> value -> tag_month row
+    tag_months: HashMap<(String, Month), BTreeMap<String, Row>>,
     fail: Option<String>,
 }
 
@@ -174,6 +194,51 @@ impl MemoryReader {
             .insert(model.to_string(), md);
     }
 
+    /// Adds usage as [`MemoryReader::record`] does, and under each
+    /// attribution `(tag, value)` of the record: its `tag_model_day` and
+    /// `tag_month` items, as the ingest path does with ATTRIBUTION_TAGS.
+    pub fn record_tagged(
+        &self,
+        user: &str,
+        model: &str,
+        day: Day,
+        c: &Counters,
+        updated_at: &str,
+        tags: &[(&str, &str)],
+    ) {
+        self.record(user, model, day, c, updated_at);
+        let mut d = self.lock();
+        let month = day.month();
+        for (tag, value) in tags {
+            let tagged = |kind: &str| Row {
+                tag: Some(tag.to_string()),
+                value: Some(value.to_string()),
+                ..Row::total(kind)
+            };
+            let tmd = d
+                .tag_days
+                .entry((tag.to_string(), value.to_string()))
+                .or_default()
+                .entry((day, model.to_string()))
+                .or_insert_with(|| Row {
+                    model: Some(model.to_string()),
+                    day: Some(day.to_string()),
+                    ..tagged("tag_model_day")
+                });
+            bump(tmd, c, updated_at);
+            let tm = d
+                .tag_months
+                .entry((tag.to_string(), month))
+                .or_default()
+                .entry(value.to_string())
+                .or_insert_with(|| Row {
+                    month: Some(month.to_string()),
+                    ..tagged("tag_month")
+                });
+            bump(tm, c, updated_at);
+        }
+    }
+
     /// Stores a budget (replacing one of the same owner).
     pub fn set_budget(&self, b: BudgetLimits) {
         let mut d = self.lock();
@@ -264,5 +329,34 @@ impl UsageReader for MemoryReader {
 
     async fn budgets(&self) -> Result<Vec<BudgetLimits>, ReadError> {
         self.read(|d| d.budgets.clone())
+    }
+
+    async fn tag_values_in_month(&self, tag: &str, month: Month) -> Result<Vec<Row>, ReadError> {
+        self.read(|d| {
+            d.tag_months
+                .get(&(tag.to_string(), month))
+                .map(|m| m.values().cloned().collect())
+                .unwrap_or_default()
+        })
+    }
+
+    async fn tag_value_days(
+        &self,
+        tag: &str,
+        value: &str,
+        from: Day,
+        to: Day,
+    ) -> Result<Vec<Row>, ReadError> {
+        self.read(|d| {
+            d.tag_days
+                .get(&(tag.to_string(), value.to_string()))
+                .map(|m| {
+                    m.iter()
+                        .filter(|((day, _), _)| *day >= from && *day <= to)
+                        .map(|(_, r)| r.clone())
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
     }
 }

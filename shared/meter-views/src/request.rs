@@ -31,6 +31,15 @@ pub enum Page {
     Day { day: Day },
     /// `/budgets`: every budget against this UTC day and month.
     Budgets,
+    /// `/tags/{key}`: every value of an attribution tag in a month.
+    TagKey { key: String, month: Month },
+    /// `/tags/{key}/{value}`: one tag value per model and day.
+    TagValue {
+        key: String,
+        value: String,
+        from: Day,
+        to: Day,
+    },
 }
 
 /// A parsed request.
@@ -45,7 +54,7 @@ pub struct Request {
 /// A request that names no page or has a bad parameter.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    #[error("no page at `{0}`: the pages are /, /users/USER, /models/MODEL, /days/YYYY-MM-DD and /budgets")]
+    #[error("no page at `{0}`: the pages are /, /users/USER, /models/MODEL, /days/YYYY-MM-DD, /budgets, /tags/KEY and /tags/KEY/VALUE")]
     NotFound(String),
     #[error("{0}")]
     BadParameter(String),
@@ -187,6 +196,19 @@ pub fn parse(path: &str, query: &str, today: Day) -> Result<Request, RequestErro
             day: day_param("day", &decode(d)?)?,
         },
         ["budgets"] => Page::Budgets,
+        ["tags", k] if !k.is_empty() => Page::TagKey {
+            key: decode(k)?,
+            month: month_or_current()?,
+        },
+        ["tags", k, v] if !k.is_empty() && !v.is_empty() => {
+            let (from, to) = range()?;
+            Page::TagValue {
+                key: decode(k)?,
+                value: decode(v)?,
+                from,
+                to,
+            }
+        }
         _ => return Err(RequestError::NotFound(path.to_string())),
     };
     Ok(Request {
@@ -259,6 +281,40 @@ mod tests {
         assert!(e.to_string().contains("html, csv or json"), "{e}");
         let e = parse("/nope", "", today()).unwrap_err();
         assert!(matches!(e, RequestError::NotFound(_)));
+    }
+
+    #[test]
+    fn tag_pages_take_a_month_or_a_range_and_decode_markup_values() {
+        let r = parse("/tags/feature", "month=2026-10", today()).unwrap();
+        assert_eq!(
+            r.page,
+            Page::TagKey {
+                key: "feature".into(),
+                month: Month::parse("2026-10").unwrap()
+            }
+        );
+        let r = parse(
+            "/tags/feature/%3Cb%3Ex%3C%2Fb%3E",
+            "from=2026-11-02&to=2026-11-05",
+            today(),
+        )
+        .unwrap();
+        let Page::TagValue {
+            key,
+            value,
+            from,
+            to,
+        } = r.page
+        else {
+            panic!("{r:?}")
+        };
+        assert_eq!((key.as_str(), value.as_str()), ("feature", "<b>x</b>"));
+        assert_eq!(
+            (from.to_string(), to.to_string()),
+            ("2026-11-02".into(), "2026-11-05".into())
+        );
+        let e = parse("/tags/feature", "month=2026-13", today()).unwrap_err();
+        assert!(e.to_string().contains("like 2026-11"), "{e}");
     }
 
     #[test]

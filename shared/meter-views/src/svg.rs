@@ -256,6 +256,63 @@ pub fn budget_bar(pct: u128, title: &str) -> String {
     )
 }
 
+/// A small bar of `pct` percent of a whole (a value's share of its tag).
+pub fn share_bar(pct: u128, title: &str) -> String {
+    format!(
+        "<svg class=\"bar\" viewBox=\"0 0 100 10\" role=\"img\" aria-label=\"{0}\"><title>{0}</title>\
+         <rect class=\"track\" width=\"100\" height=\"10\"/><rect class=\"c0\" width=\"{w}\" height=\"10\"/></svg>",
+        esc(title),
+        w = pct.min(100)
+    )
+}
+
+/// Horizontal spend bars, one per row's tag value, in the rows' order (at
+/// most [`MAX_BARS`]); each labelled with its value (escaped) and its spend
+/// to the cent, `≥` when some of its invocations are unpriced.
+pub fn value_bars(rows: &[Row], label: &str) -> String {
+    const ROW_H: u128 = 22;
+    const LABEL_W: u128 = 200;
+    const MONEY_W: u128 = 110;
+    let shown: Vec<&Row> = rows.iter().take(MAX_BARS).collect();
+    let max = shown.iter().map(|r| r.cost).max().unwrap_or(Usd::ZERO);
+    let h = ROW_H * shown.len() as u128 + 4;
+    let span = W - LABEL_W - MONEY_W;
+    let mut out = format!(
+        "<svg class=\"chart\" viewBox=\"0 0 {W} {h}\" role=\"img\" aria-label=\"{0}\"><title>{0}</title>",
+        esc(label)
+    );
+    for (i, r) in shown.iter().enumerate() {
+        let y = ROW_H * i as u128 + 2;
+        let value = r.value.as_deref().unwrap_or("");
+        let shown_value: String = if value.chars().count() > 28 {
+            value.chars().take(27).chain(['…']).collect()
+        } else {
+            value.to_string()
+        };
+        let w = px(r.cost, max, span).max(u128::from(r.cost > Usd::ZERO));
+        let lower = if r.is_lower_bound() { "≥ " } else { "" };
+        out.push_str(&format!(
+            "<text class=\"tick\" x=\"{lx}\" y=\"{ty}\" text-anchor=\"end\">{v}</text>\
+             <rect class=\"c{c}\" x=\"{LABEL_W}\" y=\"{y}\" width=\"{w}\" height=\"{bh}\"><title>{t}: {lower}{m} (exact {e} USD)</title></rect>\
+             <text class=\"tick\" x=\"{mx}\" y=\"{ty}\">{lower}{m}</text>",
+            lx = LABEL_W - 6,
+            ty = y + 14,
+            v = esc(&shown_value),
+            c = i.min(MAX_SERIES),
+            bh = ROW_H - 6,
+            t = esc(value),
+            m = esc(&usd_cents(r.cost)),
+            e = r.cost,
+            mx = LABEL_W + w + 6,
+        ));
+    }
+    out.push_str("</svg>");
+    out
+}
+
+/// Most bars [`value_bars`] draws (the table lists every value).
+pub const MAX_BARS: usize = 20;
+
 #[cfg(test)]
 mod tests {
     use super::*;

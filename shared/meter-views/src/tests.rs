@@ -383,3 +383,216 @@ async fn the_widget_has_no_script_no_links_and_its_own_style() {
     assert!(res.body.starts_with("<div class=\"bm-widget\"><style>"));
     assert!(res.body.contains("&lt;img src=x"));
 }
+
+/// Tag `feature`: `search` for alice (1.25 on 11-18, 0.000003 on 11-20, 5
+/// in October), `EVIL` for one unpriced invocation, `untagged` for 2.
+fn seeded_tags() -> MemoryReader {
+    let r = MemoryReader::new();
+    let t = "2026-11-20T10:00:00Z";
+    let tagged = |user: &str, model: &str, d: &str, c: Counters, value: &str| {
+        r.record_tagged(user, model, day(d), &c, t, &[("feature", value)]);
+    };
+    tagged(
+        "alice",
+        "amazon.nova-pro-v1:0",
+        "2026-11-18",
+        spend("1.25", 3, 0),
+        "search",
+    );
+    tagged(
+        "alice",
+        "amazon.nova-micro-v1:0",
+        "2026-11-20",
+        spend("0.000003", 1, 0),
+        "search",
+    );
+    tagged(
+        "bob",
+        "unknown.model-v9",
+        "2026-11-20",
+        spend("0", 1, 1),
+        EVIL,
+    );
+    tagged(
+        "bob",
+        "amazon.nova-pro-v1:0",
+        "2026-11-20",
+        spend("2", 2, 0),
+        "untagged",
+    );
+    tagged(
+        "alice",
+        "amazon.nova-pro-v1:0",
+        "2026-10-03",
+        spend("5", 1, 0),
+        "search",
+    );
+    r
+}
+
+async fn get_tagged(r: &MemoryReader, path: &str, query: &str, keys: &[&str]) -> Response {
+    let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+    crate::respond_with_tags(r, path, query, day("2026-11-20"), &opts(), &keys, |e| {
+        e.to_string()
+    })
+    .await
+}
+
+#[tokio::test]
+async fn the_tag_page_lists_every_value_of_the_month_biggest_first_with_the_exact_total() {
+    let r = seeded_tags();
+    let j = json(&r, "/tags/feature", "format=json").await;
+    let values: Vec<(&str, &str)> = j["tables"]["values"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["value"].as_str().unwrap(),
+                v["cost_usd"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        values,
+        [("untagged", "2"), ("search", "1.250003"), (EVIL, "0")]
+    );
+    assert_eq!(j["tables"]["values"][0]["kind"], "tag_month");
+    assert_eq!(j["tables"]["values"][0]["tag"], "feature");
+    let total = &j["tables"]["total"][0];
+    assert_eq!(total["kind"], "organisation_month");
+    assert_eq!(total["month"], "2026-11");
+    assert_eq!(total["cost_usd"], "3.250003");
+    assert_eq!(total["invocations"], 7);
+    assert_eq!(total["unpriced_invocations"], 1);
+    // October is its own month.
+    let j = json(&r, "/tags/feature", "month=2026-10&format=json").await;
+    assert_eq!(j["tables"]["total"][0]["cost_usd"], "5");
+    let html = get(&r, "/tags/feature", "").await.body;
+    assert!(html.contains("≥&#8239;$3.25"), "lower bound not marked");
+    assert!(html.contains("November 2026 (UTC)"));
+    assert!(
+        html.contains("href=\"/tags/feature/search?from=2026-11-01&amp;to=2026-11-20\""),
+        "no link to the value"
+    );
+}
+
+#[tokio::test]
+async fn the_tag_value_page_splits_the_range_per_model_and_per_day() {
+    let r = seeded_tags();
+    let j = json(
+        &r,
+        "/tags/feature/search",
+        "from=2026-11-01&to=2026-11-20&format=json",
+    )
+    .await;
+    let total = &j["tables"]["total"][0];
+    assert_eq!(total["kind"], "tag_range");
+    assert_eq!(total["cost_usd"], "1.250003");
+    assert_eq!(total["invocations"], 4);
+    let days: Vec<(&str, &str)> = j["tables"]["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| (d["day"].as_str().unwrap(), d["cost_usd"].as_str().unwrap()))
+        .collect();
+    assert_eq!(days, [("2026-11-18", "1.25"), ("2026-11-20", "0.000003")]);
+    assert_eq!(j["tables"]["days"][0]["kind"], "tag_day");
+    let models = j["tables"]["models"].as_array().unwrap();
+    assert_eq!(models[0]["model"], "amazon.nova-pro-v1:0");
+    assert_eq!(models[0]["cost_usd"], "1.25");
+    assert_eq!(j["tables"]["model_days"].as_array().unwrap().len(), 2);
+    // The month default stops at today; October's usage is outside it.
+    let j = json(&r, "/tags/feature/search", "format=json").await;
+    assert_eq!(j["tables"]["total"][0]["cost_usd"], "1.250003");
+    let html = get(&r, "/tags/feature/search", "").await.body;
+    assert!(html.contains("<svg class=\"chart\""), "no daily chart");
+    assert!(html.contains("2026-11-01 to 2026-11-20 (UTC)"));
+}
+
+#[tokio::test]
+async fn tag_csv_has_the_tag_reports_columns() {
+    let r = seeded_tags();
+    let res = get(&r, "/tags/feature", "format=csv").await;
+    let mut lines = res.body.lines();
+    assert_eq!(
+        lines.next().unwrap(),
+        "kind,tag,value,model,period,invocations,errors,input,output,cache_read,cache_write,unpriced,cost_usd"
+    );
+    assert_eq!(
+        lines.next().unwrap(),
+        "tag_month,feature,untagged,,2026-11,2,0,2000,20,0,0,0,2"
+    );
+    assert!(
+        res.body
+            .ends_with("organisation_month,,,,2026-11,7,0,7000,70,0,0,1,3.250003\n"),
+        "{}",
+        res.body
+    );
+}
+
+#[tokio::test]
+async fn a_tag_value_holding_markup_is_text_on_the_tag_pages() {
+    let r = seeded_tags();
+    let value_path = format!("/tags/feature/{}", crate::format::path_segment(EVIL));
+    for path in ["/tags/feature", value_path.as_str()] {
+        let res = get(&r, path, "").await;
+        assert_eq!(res.status, 200, "{path}: {}", res.body);
+        assert_inert(&res.body);
+        assert!(
+            res.body.contains("&lt;img src=x onerror=alert(1)&gt;"),
+            "{path}"
+        );
+    }
+    // Only this one value's unpriced invocation: its page is a lower bound.
+    let html = get(&r, &value_path, "").await.body;
+    assert!(html.contains("≥&#8239;$0.00"), "lower bound not marked");
+}
+
+#[tokio::test]
+async fn an_empty_tag_period_says_so_in_words() {
+    let r = seeded_tags();
+    let html = get(&r, "/tags/feature", "month=2025-01").await.body;
+    assert!(html.contains("No usage under the tag feature in January 2025 (UTC)."));
+    assert!(!html.contains("<svg class=\"chart\""));
+    let html = get(&r, "/tags/feature/nobody", "").await.body;
+    assert!(html.contains("No usage under feature=nobody from 2026-11-01 to 2026-11-20 (UTC)."));
+    assert!(!html.contains("<svg class=\"chart\""));
+    let j = json(&r, "/tags/feature", "month=2025-01&format=json").await;
+    assert_eq!(j["tables"]["total"], serde_json::json!([]));
+}
+
+#[tokio::test]
+async fn the_configured_tag_keys_are_linked_and_other_keys_are_refused() {
+    let r = seeded_tags();
+    let html = get_tagged(&r, "/", "", &["feature", "team"]).await.body;
+    assert!(
+        html.contains("<a href=\"/tags/feature\">feature</a>"),
+        "{html}"
+    );
+    assert!(html.contains("<a href=\"/tags/team\">team</a>"));
+    // Without ATTRIBUTION_TAGS nothing links to a tag page.
+    assert!(!get(&r, "/", "").await.body.contains("/tags/"));
+    let res = get_tagged(&r, "/tags/colour", "", &["feature", "team"]).await;
+    assert_eq!(res.status, 404);
+    assert!(
+        res.body.contains("ATTRIBUTION_TAGS lists feature, team"),
+        "{}",
+        res.body
+    );
+    let res = get_tagged(&r, "/tags/feature", "", &["feature"]).await;
+    assert_eq!(res.status, 200);
+}
+
+#[tokio::test]
+async fn each_tag_page_is_one_query() {
+    let r = seeded_tags();
+    for (path, query) in [
+        ("/tags/feature", ""),
+        ("/tags/feature/search", "from=2026-01-01&to=2026-11-20"),
+    ] {
+        let before = r.queries();
+        get(&r, path, query).await;
+        assert_eq!(r.queries() - before, 1, "{path}");
+    }
+}

@@ -24,6 +24,39 @@ pub enum View {
     Model(ModelView),
     Day(DayView),
     Budgets(BudgetsView),
+    TagKey(TagKeyView),
+    TagValue(Box<TagValueView>),
+}
+
+/// Every value of one attribution tag in one month.
+#[derive(Debug, Clone)]
+pub struct TagKeyView {
+    pub key: String,
+    pub month: Month,
+    pub today: Day,
+    /// `tag_month` items, biggest first (then by value), as `bedrock-meter
+    /// report --tag KEY --month M` lists them.
+    pub values: Vec<Row>,
+    /// `organisation_month`: the sum of the values (each record counts under
+    /// exactly one value of each key); `None` when no value has usage.
+    pub total: Option<Row>,
+}
+
+/// One value of an attribution tag over a date range.
+#[derive(Debug, Clone)]
+pub struct TagValueView {
+    pub key: String,
+    pub value: String,
+    pub from: Day,
+    pub to: Day,
+    /// `tag_model_day` items, by day then model.
+    pub model_days: Vec<Row>,
+    /// `tag_day` totals (all models), one per day with usage, by day.
+    pub days: Vec<Row>,
+    /// `tag_model_range` totals per model, biggest first.
+    pub models: Vec<Row>,
+    /// `tag_range`: the total of the range.
+    pub total: Row,
 }
 
 /// The organisation's month.
@@ -138,6 +171,9 @@ pub struct Built {
     pub view: View,
     /// The newest `updated_at` of the rows read.
     pub data_as_of: Option<String>,
+    /// The attribution tag keys (`ATTRIBUTION_TAGS`) the navigation links
+    /// to; set by the shell ([`crate::respond_with_tags`]), empty otherwise.
+    pub tag_keys: Vec<String>,
 }
 
 fn book(list: Vec<BudgetLimits>) -> BudgetBook {
@@ -200,6 +236,108 @@ pub async fn build<R: UsageReader>(
         } => model_view(reader, model, *from, *to, *day).await?,
         Page::Day { day } => day_view(reader, *day).await?,
         Page::Budgets => budgets_view(reader, today).await?,
+        Page::TagKey { key, month } => tag_key_view(reader, key, *month, today).await?,
+        Page::TagValue {
+            key,
+            value,
+            from,
+            to,
+        } => tag_value_view(reader, key, value, *from, *to).await?,
+    })
+}
+
+fn tagged(kind: &str, key: &str, value: Option<&str>) -> Row {
+    Row {
+        tag: Some(key.to_string()),
+        value: value.map(str::to_string),
+        ..Row::total(kind)
+    }
+}
+
+async fn tag_key_view<R: UsageReader>(
+    r: &R,
+    key: &str,
+    month: Month,
+    today: Day,
+) -> Result<Built, ReadError> {
+    let mut values: Vec<Row> = r
+        .tag_values_in_month(key, month)
+        .await?
+        .into_iter()
+        .filter(|v| v.kind == "tag_month")
+        .collect();
+    // The report's order: biggest first, then by value.
+    values.sort_by(|a, b| b.cost.cmp(&a.cost).then_with(|| a.value.cmp(&b.value)));
+    let total = (!values.is_empty()).then(|| {
+        let mut t = sum("organisation_month", &values);
+        t.month = Some(month.to_string());
+        t
+    });
+    let data_as_of = stamp(&values);
+    Ok(Built {
+        view: View::TagKey(TagKeyView {
+            key: key.to_string(),
+            month,
+            today,
+            values,
+            total,
+        }),
+        data_as_of,
+        tag_keys: Vec::new(),
+    })
+}
+
+async fn tag_value_view<R: UsageReader>(
+    r: &R,
+    key: &str,
+    value: &str,
+    from: Day,
+    to: Day,
+) -> Result<Built, ReadError> {
+    let model_days: Vec<Row> = r
+        .tag_value_days(key, value, from, to)
+        .await?
+        .into_iter()
+        .filter(|x| x.kind == "tag_model_day")
+        .collect();
+    let mut per_day: BTreeMap<String, Row> = BTreeMap::new();
+    let mut per_model: BTreeMap<String, Row> = BTreeMap::new();
+    for m in &model_days {
+        let day = m.day.clone().unwrap_or_default();
+        per_day
+            .entry(day.clone())
+            .or_insert_with(|| Row {
+                day: Some(day),
+                ..tagged("tag_day", key, Some(value))
+            })
+            .add(m);
+        let model = m.model.clone().unwrap_or_default();
+        per_model
+            .entry(model.clone())
+            .or_insert_with(|| Row {
+                model: Some(model),
+                ..tagged("tag_model_range", key, Some(value))
+            })
+            .add(m);
+    }
+    let mut total = tagged("tag_range", key, Some(value));
+    for m in &model_days {
+        total.add(m);
+    }
+    let data_as_of = stamp(&model_days);
+    Ok(Built {
+        view: View::TagValue(Box::new(TagValueView {
+            key: key.to_string(),
+            value: value.to_string(),
+            from,
+            to,
+            model_days,
+            days: per_day.into_values().collect(),
+            models: by_cost(per_model.into_values().collect()),
+            total,
+        })),
+        data_as_of,
+        tag_keys: Vec::new(),
     })
 }
 
@@ -257,6 +395,7 @@ async fn overview<R: UsageReader>(r: &R, month: Month, today: Day) -> Result<Bui
             budgets: book(budgets),
         })),
         data_as_of,
+        tag_keys: Vec::new(),
     })
 }
 
@@ -311,6 +450,7 @@ async fn user_view<R: UsageReader>(
             projection,
         })),
         data_as_of,
+        tag_keys: Vec::new(),
     })
 }
 
@@ -358,6 +498,7 @@ async fn model_view<R: UsageReader>(
             total,
         }),
         data_as_of,
+        tag_keys: Vec::new(),
     })
 }
 
@@ -377,6 +518,7 @@ async fn day_view<R: UsageReader>(r: &R, day: Day) -> Result<Built, ReadError> {
             total,
         }),
         data_as_of,
+        tag_keys: Vec::new(),
     })
 }
 
@@ -487,5 +629,6 @@ async fn budgets_view<R: UsageReader>(r: &R, today: Day) -> Result<Built, ReadEr
             statuses,
         }),
         data_as_of,
+        tag_keys: Vec::new(),
     })
 }

@@ -563,7 +563,7 @@ impl StreamReader {
 
     /// Every record written since the last call, in the Lambda event shape,
     /// keeping only what the event source mapping's filter lets through
-    /// (`kind` user_day, user_month or tag_month).
+    /// (`kind` user_day, user_month, tag_month or tag_model_day).
     pub async fn read(&mut self) -> Vec<Value> {
         let shards = self
             .client
@@ -620,7 +620,7 @@ impl StreamReader {
         out.retain(|r| {
             matches!(
                 r["dynamodb"]["NewImage"]["kind"]["S"].as_str(),
-                Some("user_day" | "user_month" | "tag_month")
+                Some("user_day" | "user_month" | "tag_month" | "tag_model_day")
             )
         });
         out
