@@ -605,3 +605,64 @@ pub fn marker_pk(r: &Rec) -> String {
     );
     format!("R#r:{}", r.request_id)
 }
+
+/// moto's server on a free 127.0.0.1 port (S3, SNS, SQS, Kinesis for the
+/// backfill and redrive tests), stopped by its PID when dropped. Panics with
+/// how to install it when `moto_server` is missing: never a silent skip.
+pub struct Moto {
+    child: std::process::Child,
+    pub endpoint: String,
+    log: std::path::PathBuf,
+}
+
+impl Moto {
+    /// Starts moto for `purpose` (named in the errors) and waits until it listens.
+    pub fn start(purpose: &str) -> Moto {
+        use std::time::{Duration, Instant};
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free loopback port")
+            .port();
+        let log = std::env::temp_dir().join(format!("moto-{purpose}-{port}.log"));
+        let out = std::fs::File::create(&log).expect("moto log file");
+        let child = std::process::Command::new("moto_server")
+            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(out.try_clone().expect("moto log file"))
+            .stderr(out)
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "moto_server is required for the {purpose} tests ({e}): \
+                     python3 -m pip install -r tests/requirements.txt (make test does)"
+                )
+            });
+        let mut moto = Moto {
+            child,
+            endpoint: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let started = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if let Ok(Some(status)) = moto.child.try_wait() {
+                panic!(
+                    "moto_server exited during start-up ({status}): {}",
+                    std::fs::read_to_string(&moto.log).unwrap_or_default()
+                );
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "moto_server did not listen on {port} within 30 s"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        moto
+    }
+}
+
+impl Drop for Moto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_file(&self.log);
+    }
+}

@@ -8,7 +8,7 @@ mod faults_support;
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use faults_support::{upstream_from_env, GateProxy, KillPoint};
@@ -21,63 +21,6 @@ const BUCKET: &str = "bedrock-logs";
 const PREFIX: &str = "org/bedrock";
 const ACCOUNTS: [&str; 2] = ["111111111111", "222222222222"];
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
-
-/// moto's server on 127.0.0.1, stopped by its PID when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
-}
-
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let log = std::env::temp_dir().join(format!("moto-{port}.log"));
-        let out = std::fs::File::create(&log).expect("moto log file");
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "moto_server is required for the backfill tests ({e}): \
-                     python3 -m pip install -r tests/requirements.txt (make test does)"
-                )
-            });
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "moto_server exited during start-up ({status}): {}",
-                    std::fs::read_to_string(&moto.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
-}
 
 fn cli_binary() -> PathBuf {
     workspace_binary("bedrock-meter", "bedrock-meter-cli")
@@ -244,7 +187,7 @@ async fn backfill_counts_every_in_range_object_once_including_records_the_live_p
 ) {
     let client = local_client().await;
     let store = fresh_store(&client, "backfill-overlap").await;
-    let moto = Moto::start();
+    let moto = Moto::start("backfill");
     let s3 = s3_client(&moto.endpoint).await;
     let recs = corpus(300, 30, 4, 8080);
     let objects = layout(&recs);
@@ -332,7 +275,7 @@ async fn a_backfill_killed_at_a_chosen_object_resumes_from_its_state_file_and_co
 ) {
     let client = local_client().await;
     let store = fresh_store(&client, "backfill-resume").await;
-    let moto = Moto::start();
+    let moto = Moto::start("backfill");
     let s3 = s3_client(&moto.endpoint).await;
     let recs = corpus(200, 20, 3, 9090);
     let objects = layout(&recs);

@@ -4,7 +4,7 @@
 //! Local. Expected totals are computed independently (`expected_totals`).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -13,79 +13,23 @@ use meter_core::Meter;
 use meter_store::{ingest_payload, CommitSettings};
 use time::OffsetDateTime;
 
-/// moto's server on 127.0.0.1 (SQS and Kinesis), stopped by its PID when dropped.
-struct Moto {
-    child: Child,
-    endpoint: String,
-    log: PathBuf,
+/// Clients of the moto server (SQS and Kinesis) for the test's own set-up.
+async fn sqs_client(moto: &Moto) -> aws_sdk_sqs::Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    )
 }
 
-impl Moto {
-    fn start() -> Moto {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free loopback port")
-            .port();
-        let log = std::env::temp_dir().join(format!("moto-redrive-{port}.log"));
-        let out = std::fs::File::create(&log).expect("moto log file");
-        let child = Command::new("moto_server")
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-            .stdout(out.try_clone().unwrap())
-            .stderr(out)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "moto_server is required for the redrive tests ({e}): \
-                     python3 -m pip install -r tests/requirements.txt (make test does)"
-                )
-            });
-        let mut moto = Moto {
-            child,
-            endpoint: format!("http://127.0.0.1:{port}"),
-            log,
-        };
-        let started = Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            if let Ok(Some(status)) = moto.child.try_wait() {
-                panic!(
-                    "moto_server exited during start-up ({status}): {}",
-                    std::fs::read_to_string(&moto.log).unwrap_or_default()
-                );
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "moto_server did not listen on {port} within 30 s"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        moto
-    }
-
-    async fn sqs(&self) -> aws_sdk_sqs::Client {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        aws_sdk_sqs::Client::from_conf(
-            aws_sdk_sqs::config::Builder::from(&sdk)
-                .endpoint_url(&self.endpoint)
-                .build(),
-        )
-    }
-
-    async fn kinesis(&self) -> aws_sdk_kinesis::Client {
-        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        aws_sdk_kinesis::Client::from_conf(
-            aws_sdk_kinesis::config::Builder::from(&sdk)
-                .endpoint_url(&self.endpoint)
-                .build(),
-        )
-    }
-}
-
-impl Drop for Moto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_file(&self.log);
-    }
+async fn kinesis_client(moto: &Moto) -> aws_sdk_kinesis::Client {
+    let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    aws_sdk_kinesis::Client::from_conf(
+        aws_sdk_kinesis::config::Builder::from(&sdk)
+            .endpoint_url(&moto.endpoint)
+            .build(),
+    )
 }
 
 fn events_dir() -> PathBuf {
@@ -271,8 +215,8 @@ fn redrive(
 async fn redrive_counts_every_message_once_deletes_them_and_leaves_the_malformed_one() {
     let client = local_client().await;
     let store = fresh_store(&client, "redrive-lambda").await;
-    let moto = Moto::start();
-    let sqs = moto.sqs().await;
+    let moto = Moto::start("redrive");
+    let sqs = sqs_client(&moto).await;
     let url = create_queue(&sqs, "ingest-failures").await;
 
     // GIVEN 12 failed deliveries of 20 records each, the fixture itself, and a
@@ -356,8 +300,8 @@ async fn redrive_counts_every_message_once_deletes_them_and_leaves_the_malformed
 async fn a_store_failure_leaves_every_message_in_the_queue() {
     let client = local_client().await;
     let store = fresh_store(&client, "redrive-no-table").await;
-    let moto = Moto::start();
-    let sqs = moto.sqs().await;
+    let moto = Moto::start("redrive");
+    let sqs = sqs_client(&moto).await;
     let url = create_queue(&sqs, "ingest-failures-store").await;
     let recs = corpus(60, 5, 2, 777);
     let bodies: Vec<String> = recs
@@ -395,8 +339,8 @@ async fn a_store_failure_leaves_every_message_in_the_queue() {
 async fn a_dry_run_counts_nothing_and_leaves_every_message_visible() {
     let client = local_client().await;
     let store = fresh_store(&client, "redrive-dry-run").await;
-    let moto = Moto::start();
-    let sqs = moto.sqs().await;
+    let moto = Moto::start("redrive");
+    let sqs = sqs_client(&moto).await;
     let url = create_queue(&sqs, "ingest-failures-dry").await;
     let recs = corpus(30, 4, 2, 31);
     let bodies: Vec<String> = recs
@@ -419,9 +363,9 @@ async fn a_dry_run_counts_nothing_and_leaves_every_message_visible() {
 async fn a_kinesis_failure_record_is_read_back_from_the_stream_and_counted_once() {
     let client = local_client().await;
     let store = fresh_store(&client, "redrive-kinesis").await;
-    let moto = Moto::start();
-    let sqs = moto.sqs().await;
-    let kinesis = moto.kinesis().await;
+    let moto = Moto::start("redrive");
+    let sqs = sqs_client(&moto).await;
+    let kinesis = kinesis_client(&moto).await;
     let url = create_queue(&sqs, "kinesis-ingest-failures").await;
     kinesis
         .create_stream()
