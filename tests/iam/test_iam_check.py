@@ -52,7 +52,7 @@ MINIMAL_CALLS = [
     call("ingest", "TransactWriteItems", "t", items=["Put", "Update"]),
     call("kinesis-ingest", "TransactWriteItems", "t", items=["Put", "Update"]),
     call("budget-alerts", "GetItem", "t"),
-    call("dashboard-widget", "GetItem", "t"),
+    call("dashboard-widget", "Query", "t"),
     call("price-sync", "GetItem", "t"),
     call("price-sync", "TransactWriteItems", "t", items=["Put"]),
 ]
@@ -65,7 +65,7 @@ def minimal(extra_budget: list[dict] | None = None) -> dict:
             "IngestFunction": [write],
             "KinesisIngestFunction": [write],
             "BudgetAlertsFunction": [allow("dynamodb:GetItem", TABLE)] + (extra_budget or []),
-            "DashboardWidgetFunction": [allow("dynamodb:GetItem", TABLE)],
+            "DashboardWidgetFunction": [allow("dynamodb:Query", TABLE)],
             "PriceSyncFunction": [allow(["dynamodb:GetItem", "dynamodb:PutItem"], TABLE)],
         }
     )

@@ -35,14 +35,22 @@ struct Out {
 }
 
 fn cli(table: &str, args: &[&str]) -> Out {
-    let out = Command::new(workspace_binary("bedrock-meter", "bedrock-meter-cli"))
-        .args(args)
+    cli_with_tags(table, args, None)
+}
+
+/// The CLI with `ATTRIBUTION_TAGS` set to `tags` (or unset).
+fn cli_with_tags(table: &str, args: &[&str], tags: Option<&str>) -> Out {
+    let mut c = Command::new(workspace_binary("bedrock-meter", "bedrock-meter-cli"));
+    c.args(args)
         .env("USAGE_TABLE", table)
         .env_remove("RUST_LOG")
         .env_remove("PRICE_TABLE_PATH")
-        .stdin(Stdio::null())
-        .output()
-        .expect("run bedrock-meter");
+        .stdin(Stdio::null());
+    match tags {
+        Some(t) => c.env("ATTRIBUTION_TAGS", t),
+        None => c.env_remove("ATTRIBUTION_TAGS"),
+    };
+    let out = c.output().expect("run bedrock-meter");
     Out {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -502,4 +510,243 @@ async fn the_table_format_shows_each_row_its_hints_and_the_verdict() {
     assert!(out
         .stdout
         .contains("exit 1: a settled row is beyond tolerance"));
+}
+
+// --- `--by principal` -------------------------------------------------------
+//
+// tests/fixtures/cur/principal: six invocation records of four principals
+// (alice and bob as role sessions, carol as an IAM user with a path, which
+// CUR writes without it, dave) and a hand-written CUR 2.0 CSV with
+// `line_item_iam_principal`: alice and carol billed exactly, bob billed one
+// extra 1M input tokens of Nova Micro (not in the logs), dave not billed, and
+// one line without a principal. Amounts are the published rates (Nova Micro
+// 0.035/0.14, Nova Lite 0.06/0.24 USD per 1M input/output tokens) times the
+// records' tokens, worked out by hand.
+
+const ALICE: &str = "arn:aws:sts::111111111111:assumed-role/BedrockUsers/alice";
+const BOB: &str = "arn:aws:sts::111111111111:assumed-role/BedrockUsers/bob";
+const CAROL: &str = "arn:aws:iam::111111111111:user/carol";
+const DAVE: &str = "arn:aws:sts::111111111111:assumed-role/BedrockUsers/dave";
+
+/// A fresh table holding tests/fixtures/cur/principal's records, replayed
+/// with `ATTRIBUTION_TAGS` set to `tags` (or unset).
+async fn principal_table(test: &str, tags: Option<&str>) -> String {
+    let client = local_client().await;
+    let store = fresh_store(&client, test).await;
+    let out = cli_with_tags(
+        store.table(),
+        &["replay", &fixture("principal/meter-events.jsonl")],
+        tags,
+    );
+    assert_eq!(out.code, 0, "replay failed: {}{}", out.stdout, out.stderr);
+    assert!(out.stdout.contains("6 counted"), "{}", out.stdout);
+    store.table().to_string()
+}
+
+/// (day, principal, model, status, metered_usd, billed_usd) of every row.
+fn principal_rows(doc: &Value) -> Vec<[String; 6]> {
+    doc["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| {
+            let s = |k: &str| r[k].as_str().unwrap_or_default().to_string();
+            [
+                s("day"),
+                s("principal"),
+                s("model"),
+                s("status"),
+                s("metered_usd"),
+                s("billed_usd"),
+            ]
+        })
+        .collect()
+}
+
+fn expected_principal_rows() -> Vec<[String; 6]> {
+    let r = |day: &str, who: &str, model: &str, status: &str, metered: &str, billed: &str| {
+        [day, who, model, status, metered, billed].map(str::to_string)
+    };
+    vec![
+        // The line without line_item_iam_principal: 100K input tokens.
+        r(
+            "2026-11-10",
+            "(none)",
+            NOVA_MICRO,
+            "BILL_ONLY",
+            "0",
+            "0.0035",
+        ),
+        // carol: 400K in, 100K out = 0.014 + 0.014.
+        r("2026-11-10", CAROL, NOVA_MICRO, "OK", "0.028", "0.028"),
+        // alice: Nova Lite 500K in, 100K out = 0.03 + 0.024 (23:30 UTC, the 10th).
+        r("2026-11-10", ALICE, NOVA_LITE, "OK", "0.054", "0.054"),
+        // alice: 1M in, 500K out = 0.035 + 0.07.
+        r("2026-11-10", ALICE, NOVA_MICRO, "OK", "0.105", "0.105"),
+        // bob: 2M in, 100K out = 0.07 + 0.014 metered; billed 1M in more.
+        r("2026-11-10", BOB, NOVA_MICRO, "UNDER", "0.084", "0.119"),
+        // dave: 200K in = 0.007, not on the bill (within the 0.01 allowance).
+        r("2026-11-10", DAVE, NOVA_MICRO, "METER_ONLY", "0.007", "0"),
+        // alice at 00:10 UTC on the 11th: 100K in.
+        r("2026-11-11", ALICE, NOVA_MICRO, "OK", "0.0035", "0.0035"),
+    ]
+}
+
+#[tokio::test]
+async fn by_principal_compares_each_callers_models_per_day_and_a_gap_exits_1() {
+    let table = principal_table("reconcile-by-principal", Some("principal")).await;
+    let csv = fixture("principal/bedrock-cur-principal.csv");
+    let (code, doc) = reconcile(
+        &table,
+        &["--cur", &csv],
+        "2026-11-10",
+        "2026-11-11",
+        &["--by", "principal"],
+    );
+    assert_eq!(principal_rows(&doc), expected_principal_rows(), "{doc}");
+    assert_eq!(code, 1, "bob's UNDER fails the run: {doc}");
+    assert_eq!(doc["summary"]["exit_code"], 1);
+    assert_eq!(doc["summary"]["by"], "principal");
+    assert_eq!(doc["summary"]["no_principal_data"], false);
+    let none = doc["rows"][0].clone();
+    assert!(
+        hint_codes(&none).contains(&"no_principal".to_string()),
+        "{none}"
+    );
+    let bob = doc["rows"][4].clone();
+    assert_eq!(bob["fails"], true);
+    assert_eq!(bob["billed_tokens"]["input"], "3000000");
+    assert_eq!(bob["metered_tokens"]["input"], "2000000");
+    assert!(!hint_codes(&doc["rows"][1]).contains(&"no_principal".to_string()));
+
+    // The table and CSV formats gain the principal column.
+    let out = cli(
+        &table,
+        &[
+            "reconcile",
+            "--cur",
+            &csv,
+            "--from",
+            "2026-11-10",
+            "--to",
+            "2026-11-11",
+            "--now",
+            NOW,
+            "--by",
+            "principal",
+        ],
+    );
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let header = out.stdout.lines().next().unwrap();
+    assert!(
+        header.starts_with("DAY") && header.contains("PRINCIPAL"),
+        "{header}"
+    );
+    let bob_line = out.stdout.lines().find(|l| l.contains(BOB)).unwrap();
+    assert!(
+        bob_line.contains("UNDER") && bob_line.contains(NOVA_MICRO),
+        "{bob_line}"
+    );
+    let out = cli(
+        &table,
+        &[
+            "reconcile",
+            "--cur",
+            &csv,
+            "--from",
+            "2026-11-10",
+            "--to",
+            "2026-11-11",
+            "--now",
+            NOW,
+            "--by",
+            "principal",
+            "--format",
+            "csv",
+        ],
+    );
+    assert!(
+        out.stdout.starts_with("day,principal,model,status,"),
+        "{}",
+        out.stdout
+    );
+    assert_eq!(
+        out.stdout.lines().count(),
+        1 + expected_principal_rows().len()
+    );
+}
+
+#[tokio::test]
+async fn by_principal_reads_report_tag_json_like_the_table() {
+    let table = principal_table("reconcile-by-principal-json", Some("principal")).await;
+    let mut lines = String::new();
+    for who in [ALICE, BOB, CAROL, DAVE] {
+        let tag = format!("principal={who}");
+        let out = cli(
+            &table,
+            &[
+                "report",
+                "--tag",
+                &tag,
+                "--from",
+                "2026-11-10",
+                "--to",
+                "2026-11-11",
+                "--format",
+                "json",
+            ],
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        lines.push_str(&out.stdout);
+    }
+    let path =
+        std::env::temp_dir().join(format!("reconcile-principal-{}.jsonl", fastrand::u64(..)));
+    std::fs::write(&path, lines).unwrap();
+    let csv = fixture("principal/bedrock-cur-principal.csv");
+    let (code, doc) = reconcile(
+        "no-such-table-is-read",
+        &["--cur", &csv],
+        "2026-11-10",
+        "2026-11-11",
+        &["--by", "principal", "--meter-json", path.to_str().unwrap()],
+    );
+    std::fs::remove_file(&path).ok();
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(principal_rows(&doc), expected_principal_rows());
+}
+
+#[tokio::test]
+async fn by_principal_without_principal_attribution_exits_3_saying_what_to_set() {
+    let table = principal_table("reconcile-by-principal-untagged", None).await;
+    let csv = fixture("principal/bedrock-cur-principal.csv");
+    let args = [
+        "reconcile",
+        "--cur",
+        &csv,
+        "--from",
+        "2026-11-10",
+        "--to",
+        "2026-11-11",
+        "--now",
+        NOW,
+        "--by",
+        "principal",
+        "--format",
+        "json",
+    ];
+    let out = cli(&table, &args);
+    assert_eq!(out.code, 3, "{}{}", out.stdout, out.stderr);
+    assert!(
+        out.stderr.contains("ATTRIBUTION_TAGS=principal"),
+        "{}",
+        out.stderr
+    );
+    let doc: Value = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(doc["summary"]["no_principal_data"], true);
+    assert_eq!(doc["summary"]["exit_code"], 3);
+    // The same table per model has its model_day items: no exit 3 there
+    // (bob's extra bill line makes Nova Micro UNDER on the 10th).
+    let (code, doc) = reconcile(&table, &["--cur", &csv], "2026-11-10", "2026-11-11", &[]);
+    assert_eq!(code, 1, "{doc}");
+    assert_eq!(doc["summary"]["no_principal_data"], false);
 }

@@ -14,7 +14,7 @@ use clap::Args;
 use meter_core::{Day, PriceTable};
 use meter_reconcile::bill::Bill;
 use meter_reconcile::meter::{self, MeterRow};
-use meter_reconcile::{ce, read, render, Names, Options};
+use meter_reconcile::{ce, read, render, By, Names, Options};
 use meter_store::{Config, DynamoDbUsageStore};
 use serde_json::{json, Value};
 use time::OffsetDateTime;
@@ -64,6 +64,17 @@ pub struct ReconcileArgs {
     now: Option<String>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
+    /// The grain: per day and model, or per day, IAM principal and model
+    /// (the bill's line_item_iam_principal against the meter's `principal`
+    /// attribution tag; needs ATTRIBUTION_TAGS=principal on the ingest).
+    #[arg(long, value_enum, default_value_t = Grain::Model)]
+    by: Grain,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Grain {
+    Model,
+    Principal,
 }
 
 /// Runs the command; any error is bad input or usage (exit 2).
@@ -103,7 +114,12 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
             })?,
         None => OffsetDateTime::now_utc(),
     };
+    let by = match args.by {
+        Grain::Model => By::Model,
+        Grain::Principal => By::Principal,
+    };
     let opts = Options {
+        by,
         from,
         to,
         tolerance_pct: non_negative(&args.tolerance_pct, "--tolerance-pct")?,
@@ -187,16 +203,23 @@ async fn reconcile(config: &Config, args: ReconcileArgs) -> anyhow::Result<ExitC
             let shown = path.display().to_string();
             let text =
                 std::fs::read_to_string(path).with_context(|| format!("{shown}: cannot read"))?;
-            meter::from_report_json(&shown, &text)?
+            meter::from_report_json_by(&shown, &text, by)?
         }
         None => {
             let store = crate::store(config).await?;
-            meter_rows(&store, from, to).await?
+            match by {
+                By::Model => meter_rows(&store, from, to).await?,
+                By::Principal => principal_rows(&store, from, to).await?,
+            }
         }
     };
     let meter = meter::normalise(rows, &prices, &names);
     let report = meter_reconcile::reconcile(&bill, &meter, &opts);
+    if report.summary.no_principal_data {
+        eprintln!("bedrock-meter: {}", render::NO_PRINCIPAL_DATA);
+    }
     tracing::info!(
+        by = ?by,
         rows = report.rows.len(),
         exit_code = report.summary.exit_code,
         sources = bill.sources.len(),
@@ -230,6 +253,55 @@ async fn meter_rows(
                 )
             })?;
             out.push(MeterRow {
+                principal: None,
+                model,
+                day,
+                input_tokens: r.input_tokens,
+                output_tokens: r.output_tokens,
+                cache_read_input_tokens: r.cache_read_input_tokens,
+                cache_write_input_tokens: r.cache_write_input_tokens,
+                unpriced_invocations: r.unpriced_invocations,
+                cost_usd,
+            });
+        }
+        if day >= to {
+            break;
+        }
+        day = match day.date().next_day() {
+            Some(d) => Day::of(d.midnight().assume_utc()),
+            None => break,
+        };
+    }
+    Ok(out)
+}
+
+/// Every `tag_model_day` item of the `principal` tag on the days, one
+/// Query per day (gsi1 `TDAY#principal#<day>`).
+async fn principal_rows(
+    store: &DynamoDbUsageStore,
+    from: Day,
+    to: Day,
+) -> anyhow::Result<Vec<MeterRow>> {
+    let mut out = Vec::new();
+    let mut day = from;
+    loop {
+        for r in store
+            .tag_values_on_day(meter::PRINCIPAL_TAG, day)
+            .await?
+            .into_iter()
+            .filter(|r| r.kind == "tag_model_day")
+        {
+            let (Some(model), Some(principal)) = (r.model.clone(), r.value.clone()) else {
+                continue;
+            };
+            let cost_usd = meter_reconcile::parse_decimal(&r.cost_usd).ok_or_else(|| {
+                anyhow!(
+                    "tag_model_day principal {model} {day}: cost_usd `{}` is not a decimal",
+                    r.cost_usd
+                )
+            })?;
+            out.push(MeterRow {
+                principal: Some(principal),
                 model,
                 day,
                 input_tokens: r.input_tokens,

@@ -55,6 +55,9 @@ pub struct RawLine {
     pub product: BTreeMap<String, String>,
     /// Cost Explorer marked the day as not final.
     pub estimated: bool,
+    /// `line_item_iam_principal`: the IAM principal that made the call
+    /// (CUR 2.0), when the export has it.
+    pub principal: Option<String>,
 }
 
 /// Usage (compared) or an adjustment (kept apart).
@@ -90,6 +93,8 @@ pub struct BillLine {
     pub cost: Decimal,
     pub resource_id: Option<String>,
     pub estimated: bool,
+    /// The IAM principal the bill names for this line (`line_item_iam_principal`).
+    pub principal: Option<String>,
 }
 
 /// Every Bedrock line read, and the days that had any bill data at all.
@@ -296,6 +301,12 @@ pub fn normalise(
         cost,
         resource_id: raw.resource_id.clone().filter(|r| !r.is_empty()),
         estimated: raw.estimated,
+        principal: raw
+            .principal
+            .as_deref()
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
     }))
 }
 

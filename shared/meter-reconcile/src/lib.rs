@@ -17,7 +17,8 @@
 //!   json` lines) with model ids normalised to the billed model (geography
 //!   and `global.` prefixes stripped, application inference profiles resolved
 //!   through the price table's aliases);
-//! - [`reconcile`]: the join, statuses, hints, tolerances and the exit code;
+//! - [`reconcile`]: the join (per day and model, or per day, principal and
+//!   model with [`By::Principal`]), statuses, hints, tolerances, exit code;
 //! - [`render`]: table, JSON and CSV.
 //!
 //! Money is [`rust_decimal::Decimal`] parsed from the text the bill holds:
@@ -35,7 +36,7 @@ pub mod render;
 pub use bill::{Bill, BillLine};
 pub use meter::MeterRow;
 pub use names::Names;
-pub use reconcile::{reconcile, Options, Report, Row, Status};
+pub use reconcile::{reconcile, By, Options, Report, Row, Status};
 
 /// Why a reconciliation could not run. Every variant is bad input (exit 2);
 /// messages name the file and line and say what to do.

@@ -13,11 +13,15 @@ use rust_decimal::Decimal;
 use serde::Deserialize;
 
 use crate::names::Names;
+use crate::reconcile::By;
 use crate::{parse_decimal, ReconcileError};
 
-/// One `model_day` aggregate as read (the model id as logged).
+/// One `model_day` aggregate as read (the model id as logged), or, with
+/// `--by principal`, one `tag_model_day` item of the `principal` tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MeterRow {
+    /// The principal ARN (the `principal` tag's value) with `--by principal`.
+    pub principal: Option<String>,
     pub model: String,
     pub day: Day,
     pub input_tokens: u128,
@@ -80,6 +84,10 @@ struct JsonRow {
     #[serde(default)]
     model: Option<String>,
     #[serde(default)]
+    tag: Option<String>,
+    #[serde(default)]
+    value: Option<String>,
+    #[serde(default)]
     day: Option<String>,
     #[serde(default)]
     input_tokens: u128,
@@ -99,6 +107,21 @@ struct JsonRow {
 /// none, the `user_model_day` rows summed over users (`report --user U
 /// --by model-day`). Rows of other kinds carry no model and are ignored.
 pub fn from_report_json(file: &str, text: &str) -> Result<Vec<MeterRow>, ReconcileError> {
+    from_report_json_by(file, text, By::Model)
+}
+
+/// The tag attribution reconcile reads with `--by principal`.
+pub const PRINCIPAL_TAG: &str = "principal";
+
+/// [`from_report_json`] for `by`: with [`By::Principal`], the
+/// `tag_model_day` rows of the `principal` tag (`bedrock-meter report --tag
+/// principal=ARN --from --to --format json`, one run per principal,
+/// concatenated); every other row is ignored.
+pub fn from_report_json_by(
+    file: &str,
+    text: &str,
+    by: By,
+) -> Result<Vec<MeterRow>, ReconcileError> {
     let mut model_day = Vec::new();
     let mut user_model_day: Vec<MeterRow> = Vec::new();
     for (i, line) in text.lines().enumerate() {
@@ -113,9 +136,12 @@ pub fn from_report_json(file: &str, text: &str) -> Result<Vec<MeterRow>, Reconci
                 format!("not a row of `bedrock-meter report --format json` ({e})"),
             )
         })?;
-        let target = match r.kind.as_str() {
-            "model_day" => &mut model_day,
-            "user_model_day" => &mut user_model_day,
+        let target = match (by, r.kind.as_str()) {
+            (By::Model, "model_day") => &mut model_day,
+            (By::Model, "user_model_day") => &mut user_model_day,
+            (By::Principal, "tag_model_day") if r.tag.as_deref() == Some(PRINCIPAL_TAG) => {
+                &mut model_day
+            }
             _ => continue,
         };
         let bad = |what: &str| {
@@ -133,7 +159,17 @@ pub fn from_report_json(file: &str, text: &str) -> Result<Vec<MeterRow>, Reconci
             _ => String::new(),
         };
         let cost_usd = parse_decimal(&cost_text).ok_or_else(|| bad("cost_usd"))?;
+        let principal = match by {
+            By::Model => None,
+            By::Principal => Some(
+                r.value
+                    .clone()
+                    .filter(|v| !v.trim().is_empty())
+                    .ok_or_else(|| bad("value (the principal ARN)"))?,
+            ),
+        };
         let row = MeterRow {
+            principal,
             model,
             day,
             input_tokens: r.input_tokens,
@@ -145,7 +181,7 @@ pub fn from_report_json(file: &str, text: &str) -> Result<Vec<MeterRow>, Reconci
         };
         match target
             .iter_mut()
-            .find(|t| t.model == row.model && t.day == row.day)
+            .find(|t| t.model == row.model && t.day == row.day && t.principal == row.principal)
         {
             Some(t) => {
                 t.input_tokens += row.input_tokens;

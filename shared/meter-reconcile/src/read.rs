@@ -244,6 +244,7 @@ fn raw_line(
         servicecode: opt("product_servicecode").or_else(|| product.get("servicecode").cloned()),
         product,
         estimated: false,
+        principal: opt("line_item_iam_principal"),
     }
 }
 

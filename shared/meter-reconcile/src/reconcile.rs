@@ -35,9 +35,25 @@ use crate::fmt_decimal;
 use crate::meter::NormalisedRow;
 use crate::names::Named;
 
+/// The grain of the comparison besides the day.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum By {
+    /// (UTC day, model): the meter's `model_day` items.
+    #[default]
+    Model,
+    /// (UTC day, principal, model): the bill's `line_item_iam_principal`
+    /// against the meter's `tag_model_day` items of the `principal` tag.
+    Principal,
+}
+
+/// The principal of bill lines without `line_item_iam_principal`.
+pub const NO_PRINCIPAL: &str = "(none)";
+
 /// How to compare.
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// Per model (default) or per principal and model.
+    pub by: By,
     /// First day (inclusive, UTC).
     pub from: Day,
     /// Last day (inclusive, UTC).
@@ -125,7 +141,8 @@ pub struct Hint {
     /// `latency_optimized`, `custom_model`, `long_context`, `global_route`,
     /// `route_mismatch`, `credits`, `unit_1000x`, `bill_only_lines`,
     /// `mantle`, `no_bill_lines`, `no_bill_data`, `unpriced`,
-    /// `unresolved_profile`, `unknown_unit`, `estimated`, `unmapped`.
+    /// `unresolved_profile`, `unknown_unit`, `estimated`, `unmapped`,
+    /// `no_principal`.
     pub code: &'static str,
     pub text: String,
 }
@@ -134,6 +151,9 @@ pub struct Hint {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     pub day: Day,
+    /// The principal ARN ([`NO_PRINCIPAL`] for bill lines without one) with
+    /// [`By::Principal`]; `None` per model.
+    pub principal: Option<String>,
     /// The model id (or, for `UNMAPPED`, the billing name).
     pub model: String,
     pub status: Status,
@@ -181,6 +201,11 @@ pub struct Summary {
     /// The first unsettled day, when any requested day is.
     pub unsettled_from: Option<Day>,
     pub counts: BTreeMap<Status, usize>,
+    /// The grain compared.
+    pub by: By,
+    /// With [`By::Principal`]: the meter side has no `principal` tag items in
+    /// the range (attribution not enabled), so nothing can be compared (exit 3).
+    pub no_principal_data: bool,
     pub exit_code: u8,
 }
 
@@ -208,6 +233,7 @@ struct BillAcc {
     adjustment_types: BTreeSet<String>,
     usage_types: BTreeSet<String>,
     estimated: bool,
+    no_principal: bool,
 }
 
 #[derive(Default)]
@@ -221,8 +247,8 @@ struct MeterAcc {
     unresolved_profile: bool,
 }
 
-/// (day, model or billing name, unmapped?)
-type Key = (Day, String, bool);
+/// (day, principal (empty per model), model or billing name, unmapped?)
+type Key = (Day, String, String, bool);
 
 fn day_settled(day: Day, opts: &Options) -> bool {
     let end = day.date().midnight().assume_utc() + time::Duration::days(1);
@@ -246,7 +272,15 @@ fn usd(d: Decimal) -> String {
 pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report {
     let mut summary = Summary {
         other_lines: bill.other_lines,
+        by: opts.by,
         ..Summary::default()
+    };
+    let bill_principal = |line: &crate::bill::BillLine| match opts.by {
+        By::Model => String::new(),
+        By::Principal => line
+            .principal
+            .clone()
+            .unwrap_or_else(|| NO_PRINCIPAL.to_string()),
     };
     let mut bills: BTreeMap<Key, BillAcc> = BTreeMap::new();
     for line in &bill.lines {
@@ -281,8 +315,10 @@ pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report
             }
         };
         let key = match model {
-            Named::Model(m) => (line.day, m.clone(), false),
-            Named::Unmapped(name) if adjustment.is_none() => (line.day, name.clone(), true),
+            Named::Model(m) => (line.day, bill_principal(line), m.clone(), false),
+            Named::Unmapped(name) if adjustment.is_none() => {
+                (line.day, bill_principal(line), name.clone(), true)
+            }
             Named::Unmapped(_) => {
                 summary.unattributed_adjustments_usd += line.cost;
                 continue;
@@ -305,6 +341,7 @@ pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report
             ..BillAcc::default()
         });
         acc.estimated |= line.estimated;
+        acc.no_principal |= opts.by == By::Principal && line.principal.is_none();
         if let Some(t) = adjustment {
             acc.adjustments += line.cost;
             acc.adjustment_types.insert(t.to_string());
@@ -343,7 +380,17 @@ pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report
         if !in_range(m.row.day, opts) {
             continue;
         }
-        let acc = meters.entry((m.row.day, m.key.clone(), false)).or_default();
+        let principal = match opts.by {
+            By::Model => String::new(),
+            By::Principal => match &m.row.principal {
+                Some(p) => p.clone(),
+                // A per-model row has no principal: not comparable here.
+                None => continue,
+            },
+        };
+        let acc = meters
+            .entry((m.row.day, principal, m.key.clone(), false))
+            .or_default();
         acc.rows += 1;
         acc.usd += m.row.cost_usd;
         let r = &m.row;
@@ -394,8 +441,10 @@ pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report
         summary.billed_usd += r.billed_usd;
         *summary.counts.entry(r.status).or_default() += 1;
     }
-    let incomplete =
-        rows.iter().any(|r| r.status == Status::Unmapped) || !summary.missing_days.is_empty();
+    summary.no_principal_data = opts.by == By::Principal && meters.is_empty();
+    let incomplete = rows.iter().any(|r| r.status == Status::Unmapped)
+        || !summary.missing_days.is_empty()
+        || summary.no_principal_data;
     summary.exit_code = if incomplete {
         3
     } else if rows.iter().any(|r| r.fails) {
@@ -407,7 +456,8 @@ pub fn reconcile(bill: &Bill, meter: &[NormalisedRow], opts: &Options) -> Report
 }
 
 fn row(key: &Key, b: &BillAcc, m: &MeterAcc, bill: &Bill, opts: &Options) -> Row {
-    let (day, model, unmapped) = key.clone();
+    let (day, principal, model, unmapped) = key.clone();
+    let principal = (opts.by == By::Principal).then_some(principal);
     let gap = b.usd - m.usd;
     let gap_pct = (!b.usd.is_zero()).then(|| (gap / b.usd * Decimal::ONE_HUNDRED).round_dp(2));
     let allowed = opts
@@ -597,6 +647,14 @@ fn row(key: &Key, b: &BillAcc, m: &MeterAcc, bill: &Bill, opts: &Options) -> Row
             ),
         );
     }
+    if b.no_principal {
+        hint(
+            "no_principal",
+            "bill lines without line_item_iam_principal (grouped as (none)): include the IAM \
+             principal column in the CUR 2.0 export; credits and taxes never have one"
+                .to_string(),
+        );
+    }
     if b.estimated {
         hint(
             "estimated",
@@ -605,6 +663,7 @@ fn row(key: &Key, b: &BillAcc, m: &MeterAcc, bill: &Bill, opts: &Options) -> Row
     }
     Row {
         day,
+        principal,
         model,
         status,
         fails: fails && settled,
@@ -683,6 +742,7 @@ mod tests {
 
     fn opts(from: &str, to: &str) -> Options {
         Options {
+            by: By::Model,
             from: d(from),
             to: d(to),
             tolerance_pct: Decimal::ONE,
@@ -718,6 +778,7 @@ mod tests {
 
     fn meter(model: &str, day: &str, input: u128, output: u128, cost: &str) -> MeterRow {
         MeterRow {
+            principal: None,
             model: model.into(),
             day: d(day),
             input_tokens: input,
@@ -914,5 +975,101 @@ mod tests {
         assert_eq!(fmt_decimal(r.rows[0].adjustments_usd), "-0.02");
         assert_eq!(fmt_decimal(r.rows[0].billed_usd), "0.035");
         assert!(r.rows[0].hints.iter().any(|h| h.code == "credits"));
+    }
+
+    const ALICE: &str = "arn:aws:sts::111111111111:assumed-role/R/alice";
+    const BOB: &str = "arn:aws:sts::111111111111:assumed-role/R/bob";
+
+    fn by_principal(from: &str, to: &str) -> Options {
+        Options {
+            by: By::Principal,
+            ..opts(from, to)
+        }
+    }
+
+    fn of(principal: &str, mut m: MeterRow) -> MeterRow {
+        m.principal = Some(principal.to_string());
+        m
+    }
+
+    #[test]
+    fn by_principal_splits_one_model_day_per_caller_and_groups_lines_without_one() {
+        let mut alice = line("2026-11-10", "USE1-NovaMicro-input-tokens", "1000", "0.035");
+        alice.principal = Some(ALICE.into());
+        let mut bob = line("2026-11-10", "USE1-NovaMicro-input-tokens", "2000", "0.07");
+        bob.principal = Some(BOB.into());
+        let nobody = line("2026-11-10", "USE1-NovaMicro-input-tokens", "100", "0.0035");
+        let bill = bill_of(&[alice, bob, nobody]);
+        let micro = "us.amazon.nova-micro-v1:0";
+        let r = run(
+            &bill,
+            vec![
+                of(ALICE, meter(micro, "2026-11-10", 1_000_000, 0, "0.035")),
+                // bob metered 1M input tokens of the 2M billed.
+                of(BOB, meter(micro, "2026-11-10", 1_000_000, 0, "0.035")),
+                // A per-model row (no principal) is not comparable here.
+                meter(micro, "2026-11-10", 9_000_000, 0, "0.315"),
+            ],
+            &by_principal("2026-11-10", "2026-11-10"),
+        );
+        let got: Vec<(Option<&str>, Status, String, String)> = r
+            .rows
+            .iter()
+            .map(|r| {
+                (
+                    r.principal.as_deref(),
+                    r.status,
+                    fmt_decimal(r.metered_usd),
+                    fmt_decimal(r.billed_usd),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    Some(NO_PRINCIPAL),
+                    Status::BillOnly,
+                    "0".into(),
+                    "0.0035".into()
+                ),
+                (Some(ALICE), Status::Ok, "0.035".into(), "0.035".into()),
+                (Some(BOB), Status::Under, "0.035".into(), "0.07".into()),
+            ]
+        );
+        assert!(r.rows[0].hints.iter().any(|h| h.code == "no_principal"));
+        assert!(!r.rows[1].hints.iter().any(|h| h.code == "no_principal"));
+        assert_eq!(r.summary.exit_code, 1);
+        assert!(!r.summary.no_principal_data);
+
+        // The same input per model: one row, the principal ignored.
+        let r = run(
+            &bill,
+            vec![meter(micro, "2026-11-10", 3_100_000, 0, "0.1085")],
+            &opts("2026-11-10", "2026-11-10"),
+        );
+        assert_eq!(r.rows.len(), 1);
+        assert_eq!(r.rows[0].principal, None);
+        assert_eq!(r.rows[0].status, Status::Ok);
+    }
+
+    #[test]
+    fn by_principal_with_no_principal_items_in_range_is_incomplete() {
+        let mut alice = line("2026-11-10", "USE1-NovaMicro-input-tokens", "1000", "0.035");
+        alice.principal = Some(ALICE.into());
+        let bill = bill_of(&[alice]);
+        let micro = "us.amazon.nova-micro-v1:0";
+        // Only per-model rows, and a principal row outside the range.
+        let r = run(
+            &bill,
+            vec![
+                meter(micro, "2026-11-10", 1_000_000, 0, "0.035"),
+                of(ALICE, meter(micro, "2026-11-09", 1_000_000, 0, "0.035")),
+            ],
+            &by_principal("2026-11-10", "2026-11-10"),
+        );
+        assert!(r.summary.no_principal_data);
+        assert_eq!(r.summary.exit_code, 3);
+        assert!(crate::render::table(&r).contains("ATTRIBUTION_TAGS=principal"));
     }
 }

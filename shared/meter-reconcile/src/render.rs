@@ -6,7 +6,7 @@ use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
 use crate::fmt_decimal;
-use crate::reconcile::{Report, Row, Status, Tokens};
+use crate::reconcile::{By, Report, Row, Status, Tokens};
 
 const CLASSES: [&str; 4] = ["input", "output", "cache_read", "cache_write"];
 
@@ -37,7 +37,8 @@ pub fn token_summary(r: &Row) -> String {
 
 /// The aligned table with hints and the footer.
 pub fn table(report: &Report) -> String {
-    let header = [
+    let by_principal = report.summary.by == By::Principal;
+    let mut header = vec![
         "DAY",
         "MODEL",
         "STATUS",
@@ -48,11 +49,14 @@ pub fn table(report: &Report) -> String {
         "ADJ_USD",
         "TOKENS (metered/billed)",
     ];
-    let cells: Vec<[String; 9]> = report
+    if by_principal {
+        header.insert(1, "PRINCIPAL");
+    }
+    let cells: Vec<Vec<String>> = report
         .rows
         .iter()
         .map(|r| {
-            [
+            let mut c = vec![
                 r.day.to_string(),
                 r.model.clone(),
                 r.status.label().to_string(),
@@ -62,10 +66,14 @@ pub fn table(report: &Report) -> String {
                 pct(r.gap_pct),
                 fmt_decimal(r.adjustments_usd),
                 token_summary(r),
-            ]
+            ];
+            if by_principal {
+                c.insert(1, r.principal.clone().unwrap_or_default());
+            }
+            c
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for c in &cells {
         for (w, v) in widths.iter_mut().zip(c.iter()) {
             *w = (*w).max(v.chars().count());
@@ -91,6 +99,10 @@ pub fn table(report: &Report) -> String {
     }
     let s = &report.summary;
     out.push('\n');
+    if s.no_principal_data {
+        out.push_str(NO_PRINCIPAL_DATA);
+        out.push('\n');
+    }
     out.push_str(&format!(
         "total: metered {} USD, billed {} USD, gap {} USD; adjustments {} USD ({} USD not attributed to a model)\n",
         fmt_decimal(s.metered_usd),
@@ -131,12 +143,17 @@ pub fn table(report: &Report) -> String {
     out
 }
 
+/// Why `--by principal` found nothing to compare, and what to do.
+pub const NO_PRINCIPAL_DATA: &str = "no `principal` attribution in the meter for this range: set \
+ATTRIBUTION_TAGS=principal (or add principal to it) on the ingest Lambdas (ingest, kinesis-ingest) \
+and replay or backfill the days to attribute them; reconcile --by principal compares nothing until then";
+
 /// What an exit code means.
 pub fn exit_meaning(code: u8) -> &'static str {
     match code {
         0 => "every settled row is within tolerance",
         1 => "a settled row is beyond tolerance",
-        3 => "the comparison is incomplete (unmapped billing names or days without bill data)",
+        3 => "the comparison is incomplete (unmapped billing names, days without bill data, or no principal attribution)",
         _ => "bad input",
     }
 }
@@ -150,7 +167,7 @@ fn tokens_json(t: &Tokens) -> Value {
 }
 
 fn row_json(r: &Row) -> Value {
-    json!({
+    let mut v = json!({
         "day": r.day.to_string(),
         "model": r.model,
         "status": r.status.label(),
@@ -166,7 +183,11 @@ fn row_json(r: &Row) -> Value {
         "hints": r.hints.iter().map(|h| json!({"code": h.code, "text": h.text})).collect::<Vec<_>>(),
         "meter_models": r.meter_models,
         "usage_types": r.usage_types,
-    })
+    });
+    if let (Some(p), Some(o)) = (&r.principal, v.as_object_mut()) {
+        o.insert("principal".into(), Value::String(p.clone()));
+    }
+    v
 }
 
 /// One JSON object: `rows` and `summary` (amounts as exact decimal strings).
@@ -184,6 +205,8 @@ pub fn json(report: &Report) -> String {
             "out_of_range_lines": s.out_of_range_lines,
             "missing_days": s.missing_days.iter().map(|d| d.to_string()).collect::<Vec<_>>(),
             "unsettled_from": s.unsettled_from.map(|d| d.to_string()),
+            "by": match s.by { By::Model => "model", By::Principal => "principal" },
+            "no_principal_data": s.no_principal_data,
             "counts": s.counts.iter().map(|(k, v)| (k.label().to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "exit_code": s.exit_code,
         }
@@ -227,6 +250,10 @@ pub fn csv(report: &Report) -> String {
     header.extend(CLASSES.iter().map(|c| format!("billed_{c}_tokens")));
     header.push("billed_cache_write_1h_tokens".into());
     header.push("hints".into());
+    let by_principal = report.summary.by == By::Principal;
+    if by_principal {
+        header.insert(1, "principal".into());
+    }
     let mut out = header.join(",") + "\n";
     for r in &report.rows {
         let mut v = vec![
@@ -261,6 +288,9 @@ pub fn csv(report: &Report) -> String {
                 .collect::<Vec<_>>()
                 .join("; "),
         );
+        if by_principal {
+            v.insert(1, r.principal.clone().unwrap_or_default());
+        }
         out.push_str(&v.iter().map(|c| cell(c)).collect::<Vec<_>>().join(","));
         out.push('\n');
     }
