@@ -122,7 +122,23 @@ async fn connection(mut stream: TcpStream, handler: Handler) -> Result<(), Strin
         }
         let body = buf[body_start..body_start + len].to_vec();
         buf.drain(..body_start + len);
-        let Some((status, headers, body)) = handler(Request { method, path, body }).await else {
+        // Wait for the handler, but give up when the client goes away: a
+        // function killed (crash tests) while its `GET /next` was pending must
+        // not leave that request waiting here to take the next event, which
+        // its new process would then never see. Dropping the handler drops its
+        // channel `recv`, which is cancel-safe: no event is lost.
+        let handled = handler(Request { method, path, body });
+        tokio::pin!(handled);
+        let mut probe = [0u8; 1];
+        let answer = tokio::select! {
+            answer = &mut handled => answer,
+            peeked = stream.peek(&mut probe) => match peeked {
+                Ok(0) | Err(_) => return Ok(()),
+                // The client sent more (pipelining): wait for the handler alone.
+                Ok(_) => handled.await,
+            },
+        };
+        let Some((status, headers, body)) = answer else {
             // Hang: keep the connection open without answering.
             tokio::time::sleep(Duration::from_secs(3600)).await;
             return Ok(());
