@@ -233,6 +233,17 @@ fn kpi(label: &str, value: &str, note: &str) -> String {
     )
 }
 
+/// The two KPIs of a page over a date range: its spend (with its tokens)
+/// and its invocations (with its errors).
+fn range_kpis(total: &Row) -> String {
+    kpi("spend in range", &money(total), &tokens_note(total))
+        + &kpi(
+            "invocations",
+            &group(total.invocations),
+            &format!("{} errors", group(total.errors)),
+        )
+}
+
 fn tokens_note(r: &Row) -> String {
     format!(
         "input {} · output {} · cache read {} · cache write {}",
@@ -425,16 +436,7 @@ fn user_page(ctx: &Ctx, u: &UserView) -> String {
         "",
     ));
     out.push_str("<div class=\"kpis\">");
-    out.push_str(&kpi(
-        "spend in range",
-        &money(&u.total),
-        &tokens_note(&u.total),
-    ));
-    out.push_str(&kpi(
-        "invocations",
-        &group(u.total.invocations),
-        &format!("{} errors", group(u.total.errors)),
-    ));
+    out.push_str(&range_kpis(&u.total));
     if let Some(m) = &u.month {
         out.push_str(&kpi(
             &format!("month {} (UTC)", m.month.as_deref().unwrap_or("")),
@@ -597,16 +599,7 @@ fn model_page(ctx: &Ctx, m: &ModelView) -> String {
         &day_field,
     ));
     out.push_str("<div class=\"kpis\">");
-    out.push_str(&kpi(
-        "spend in range",
-        &money(&m.total),
-        &tokens_note(&m.total),
-    ));
-    out.push_str(&kpi(
-        "invocations",
-        &group(m.total.invocations),
-        &format!("{} errors", group(m.total.errors)),
-    ));
+    out.push_str(&range_kpis(&m.total));
     out.push_str("</div><section><h2>Daily cost</h2>");
     match svg::stacked_days(
         &days(m.from, m.to),
@@ -911,16 +904,7 @@ fn tag_value_page(ctx: &Ctx, t: &TagValueView) -> String {
         return out;
     }
     out.push_str("<div class=\"kpis\">");
-    out.push_str(&kpi(
-        "spend in range",
-        &money(&t.total),
-        &tokens_note(&t.total),
-    ));
-    out.push_str(&kpi(
-        "invocations",
-        &group(t.total.invocations),
-        &format!("{} errors", group(t.total.errors)),
-    ));
+    out.push_str(&range_kpis(&t.total));
     out.push_str("</div><section><h2>Daily spend by model (UTC days)</h2>");
     match svg::stacked_days(
         &days(t.from, t.to),
