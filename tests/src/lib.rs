@@ -146,7 +146,7 @@ pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Tot
                     .expect("counter present")
             };
             let kind = s("kind");
-            if kind == "marker" {
+            if matches!(kind.as_str(), "marker" | "marker_bucket" | "marker_scheme") {
                 continue;
             }
             let period = if item.contains_key("month") {
@@ -186,29 +186,10 @@ pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Tot
     out
 }
 
-/// Counts marker items.
+/// Counts the records the table has marked as counted: per-record marker
+/// items plus the ids in marker buckets.
 pub async fn marker_count(store: &DynamoDbUsageStore) -> usize {
-    let client = client_for(aws_call_log::TEST_HARNESS).await;
-    let mut n = 0;
-    let mut start = None;
-    loop {
-        let page = client
-            .scan()
-            .table_name(store.table())
-            .filter_expression("#k = :m")
-            .expression_attribute_names("#k", "kind")
-            .expression_attribute_values(":m", AttributeValue::S("marker".into()))
-            .set_exclusive_start_key(start.take())
-            .send()
-            .await
-            .expect("scan");
-        n += page.items().len();
-        match page.last_evaluated_key() {
-            Some(k) if !k.is_empty() => start = Some(k.clone()),
-            _ => break,
-        }
-    }
-    n
+    marker_keys(store).await.len()
 }
 
 /// DynamoDB may print `1.50` as `1.5`; compare decimals by value.
@@ -562,28 +543,52 @@ pub fn assert_totals_eq(actual: &BTreeMap<AggKey, Totals>, expected: &BTreeMap<A
     );
 }
 
-/// The `pk` of every marker item (`R#<record id>`): which records a table
-/// counted.
+/// Which records a table counted, one identifier per record (its marker
+/// id, see [`marker_pk`]): from per-record marker items (`kind = marker`)
+/// and from the id sets of marker buckets (`kind = marker_bucket`).
 pub async fn marker_keys(store: &DynamoDbUsageStore) -> std::collections::BTreeSet<String> {
+    let client = client_for(aws_call_log::TEST_HARNESS).await;
     let mut out = std::collections::BTreeSet::new();
     let mut start = None;
     loop {
-        let page = store
-            .client()
+        let page = client
             .scan()
             .table_name(store.table())
-            .filter_expression("#k = :m")
+            .filter_expression("#k IN (:m, :b)")
             .expression_attribute_names("#k", "kind")
             .expression_attribute_values(":m", AttributeValue::S("marker".into()))
+            .expression_attribute_values(":b", AttributeValue::S("marker_bucket".into()))
+            .consistent_read(true)
             .set_exclusive_start_key(start.take())
             .send()
             .await
             .expect("scan");
         for item in page.items() {
-            match item.get("pk") {
-                Some(AttributeValue::S(pk)) => out.insert(pk.clone()),
-                other => panic!("a marker without a string pk: {other:?}"),
-            };
+            match item.get("kind") {
+                Some(AttributeValue::S(k)) if k == "marker" => {
+                    let Some(AttributeValue::S(id)) = item.get("record_id") else {
+                        panic!("a marker without a record_id: {item:?}")
+                    };
+                    assert!(
+                        out.insert(marker_id(meter_store::markers::mark_hash(id).id)),
+                        "one record marked twice: {id}"
+                    );
+                }
+                _ => {
+                    let state = meter_store::dynamo::bucket_state(item);
+                    let n = match item.get("n") {
+                        Some(AttributeValue::N(n)) => n.parse::<usize>().expect("n"),
+                        other => panic!("a bucket without n: {other:?}"),
+                    };
+                    assert_eq!(n, state.ids.len(), "a bucket's n counts its ids: {item:?}");
+                    for id in state.ids {
+                        assert!(
+                            out.insert(marker_id(id)),
+                            "one record marked twice (in two buckets): {id:016x}"
+                        );
+                    }
+                }
+            }
         }
         match page.last_evaluated_key() {
             Some(k) if !k.is_empty() => start = Some(k.clone()),
@@ -593,8 +598,12 @@ pub async fn marker_keys(store: &DynamoDbUsageStore) -> std::collections::BTreeS
     out
 }
 
-/// The marker `pk` of a synthetic record (its request id holds no
-/// character that key encoding changes).
+fn marker_id(id: u64) -> String {
+    format!("M#{id:016x}")
+}
+
+/// The marker identifier of a synthetic record, as [`marker_keys`] lists
+/// it (its request id holds no character that key encoding changes).
 pub fn marker_pk(r: &Rec) -> String {
     assert!(
         r.request_id
@@ -603,7 +612,7 @@ pub fn marker_pk(r: &Rec) -> String {
         "{}",
         r.request_id
     );
-    format!("R#r:{}", r.request_id)
+    marker_id(meter_store::markers::mark_hash(&format!("r:{}", r.request_id)).id)
 }
 
 /// moto's server on a free 127.0.0.1 port (S3, SNS, SQS, Kinesis for the

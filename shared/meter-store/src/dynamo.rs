@@ -11,14 +11,16 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
-    KeyType, Projection, ProjectionType, Put, ReturnConsumedCapacity, ScalarAttributeType,
-    StreamSpecification, StreamViewType, TableDescription, TableStatus, TimeToLiveDescription,
-    TimeToLiveSpecification, TimeToLiveStatus, TransactWriteItem, Update,
+    KeyType, Projection, ProjectionType, Put, ReturnConsumedCapacity,
+    ReturnValuesOnConditionCheckFailure, ScalarAttributeType, StreamSpecification, StreamViewType,
+    TableDescription, TableStatus, TimeToLiveDescription, TimeToLiveSpecification,
+    TimeToLiveStatus, TransactWriteItem, Update,
 };
 use aws_sdk_dynamodb::Client;
 use meter_core::{Counters, Day, Month, Usd};
 
 use crate::keys;
+use crate::markers::{BucketState, FullBuckets};
 use crate::plan::{PlannedTx, TxItem};
 use crate::store::{CancelReason, ConnInfo, StoreError, TxCommitted, UsageStore};
 
@@ -29,11 +31,25 @@ pub const TTL_ATTRIBUTE: &str = "expires_at";
 /// The one global secondary index.
 pub const GSI1: &str = "gsi1";
 
+/// The item holding the marker switch-over instant (see
+/// [`crate::markers`]): `pk = MARKERS`, `sk = SCHEME`.
+pub const MARKER_SCHEME_PK: &str = "MARKERS";
+const MARKER_SCHEME_SK: &str = "SCHEME";
+/// A table without a switch-over instant (written by an earlier version, or
+/// created by CloudFormation) switches to marker buckets this long after the
+/// first writer of this version starts: longer than any function or command
+/// of the earlier version still running keeps writing per-record markers.
+pub const SWITCH_OVER_MARGIN_SECS: i64 = 15 * 60;
+
 /// [`UsageStore`] on a DynamoDB table.
 #[derive(Debug, Clone)]
 pub struct DynamoDbUsageStore {
     client: Client,
     table: String,
+    /// Full marker buckets seen by this process (shared by clones).
+    full: std::sync::Arc<std::sync::Mutex<FullBuckets>>,
+    /// The switch-over instant, read (or set) once.
+    since: std::sync::Arc<tokio::sync::OnceCell<i64>>,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -43,6 +59,8 @@ impl DynamoDbUsageStore {
         DynamoDbUsageStore {
             client,
             table: table.into(),
+            full: Default::default(),
+            since: Default::default(),
         }
     }
 
@@ -94,6 +112,52 @@ impl DynamoDbUsageStore {
                         .map_err(build_err)?;
                     Ok(TransactWriteItem::builder().put(put).build())
                 }
+                TxItem::AddToBucket {
+                    keys,
+                    ids,
+                    cap,
+                    expires_at,
+                    ..
+                } => {
+                    let (expr, cond, names, values) = bucket_add(ids, *cap, *expires_at);
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(&keys.pk))
+                        .key("sk", s(&keys.sk))
+                        .update_expression(expr)
+                        .condition_expression(cond)
+                        .set_expression_attribute_names(Some(names))
+                        .set_expression_attribute_values(Some(values))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(build_err)?;
+                    Ok(TransactWriteItem::builder().update(update).build())
+                }
+                TxItem::TouchBucket {
+                    keys,
+                    cap,
+                    expires_at,
+                    ..
+                } => {
+                    let update = Update::builder()
+                        .table_name(&self.table)
+                        .key("pk", s(&keys.pk))
+                        .key("sk", s(&keys.sk))
+                        .update_expression("SET #e = :e")
+                        .condition_expression("#n >= :cap")
+                        .expression_attribute_names("#e", TTL_ATTRIBUTE)
+                        .expression_attribute_names("#n", "n")
+                        .expression_attribute_values(":e", n(expires_at.to_string()))
+                        .expression_attribute_values(":cap", n(cap.to_string()))
+                        .return_values_on_condition_check_failure(
+                            ReturnValuesOnConditionCheckFailure::AllOld,
+                        )
+                        .build()
+                        .map_err(build_err)?;
+                    Ok(TransactWriteItem::builder().update(update).build())
+                }
                 TxItem::AddAggregate {
                     keys,
                     kind,
@@ -123,6 +187,81 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 fn n(v: impl Into<String>) -> AttributeValue {
     AttributeValue::N(v.into())
+}
+
+type Expr = (
+    String,
+    String,
+    HashMap<String, String>,
+    HashMap<String, AttributeValue>,
+);
+
+/// The update and condition of a bucket add: `ADD ids :ids, n :k SET kind,
+/// expires_at`, on condition that no id is there yet and (capped levels)
+/// that the bucket is not full.
+pub fn bucket_add(ids: &[u64], cap: Option<u32>, expires_at: i64) -> Expr {
+    let mut names = HashMap::from([
+        ("#ids".to_string(), "ids".to_string()),
+        ("#n".to_string(), "n".to_string()),
+        ("#k".to_string(), "kind".to_string()),
+        ("#e".to_string(), TTL_ATTRIBUTE.to_string()),
+    ]);
+    let mut values = HashMap::from([
+        (
+            ":ids".to_string(),
+            AttributeValue::Bs(
+                ids.iter()
+                    .map(|i| aws_smithy_types::Blob::new(i.to_be_bytes().to_vec()))
+                    .collect(),
+            ),
+        ),
+        (":k".to_string(), n(ids.len().to_string())),
+        (":kind".to_string(), s(BUCKET_KIND)),
+        (":e".to_string(), n(expires_at.to_string())),
+    ]);
+    let mut cond: Vec<String> = Vec::with_capacity(ids.len() + 1);
+    if let Some(cap) = cap {
+        values.insert(":cap".into(), n(cap.to_string()));
+        cond.push("(attribute_not_exists(#n) OR #n < :cap)".into());
+    }
+    for (i, id) in ids.iter().enumerate() {
+        values.insert(
+            format!(":i{i}"),
+            AttributeValue::B(aws_smithy_types::Blob::new(id.to_be_bytes().to_vec())),
+        );
+        cond.push(format!("NOT contains(#ids, :i{i})"));
+    }
+    names.shrink_to_fit();
+    (
+        "ADD #ids :ids, #n :k SET #k = :kind, #e = :e".to_string(),
+        cond.join(" AND "),
+        names,
+        values,
+    )
+}
+
+/// `kind` of a marker bucket item.
+pub const BUCKET_KIND: &str = "marker_bucket";
+
+/// A bucket item as read back (`None` when it is not one).
+pub fn bucket_state(item: &HashMap<String, AttributeValue>) -> BucketState {
+    let num = |k: &str| item.get(k).and_then(|v| v.as_n().ok());
+    BucketState {
+        ids: item
+            .get("ids")
+            .and_then(|v| v.as_bs().ok())
+            .map(|bs| {
+                bs.iter()
+                    .filter_map(|b| <[u8; 8]>::try_from(b.as_ref()).ok())
+                    .map(u64::from_be_bytes)
+                    .collect()
+            })
+            .unwrap_or_default(),
+        n: num("n").and_then(|v| v.parse().ok()).unwrap_or(0),
+        expires_at: num(TTL_ATTRIBUTE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(i64::MAX),
+    }
 }
 
 /// The update expression of one aggregate: `ADD` every counter, `SET` the
@@ -177,14 +316,138 @@ impl UsageStore for DynamoDbUsageStore {
             .set_transact_items(Some(items))
             .return_consumed_capacity(ReturnConsumedCapacity::Total)
             .send()
-            .await
-            .map_err(|e| classify_transact_error(e, &self.table))?;
+            .await;
+        let out = match out {
+            Ok(out) => out,
+            Err(e) => return Err(self.cancelled_or_classified(e, tx).await),
+        };
         let write_units = out
             .consumed_capacity()
             .iter()
             .filter_map(|c| c.capacity_units())
             .sum();
         Ok(TxCommitted { write_units })
+    }
+
+    fn full_buckets(&self) -> Option<&std::sync::Mutex<FullBuckets>> {
+        Some(&self.full)
+    }
+
+    async fn buckets_since(&self, now_epoch: i64) -> Result<i64, StoreError> {
+        self.since
+            .get_or_try_init(|| self.read_or_set_switch_over(now_epoch + SWITCH_OVER_MARGIN_SECS))
+            .await
+            .copied()
+    }
+}
+
+impl DynamoDbUsageStore {
+    /// A cancelled transaction's reasons, with each failed bucket as
+    /// returned (`ALL_OLD`) or, when the response has no item, read with a
+    /// strongly consistent `GetItem`; any other error classified.
+    async fn cancelled_or_classified<R: std::fmt::Debug + Send + Sync + 'static>(
+        &self,
+        err: SdkError<TransactWriteItemsError, R>,
+        tx: &PlannedTx,
+    ) -> StoreError {
+        let mut reasons = match classify_transact_error(&err) {
+            Some(r) => r,
+            None => return classify_sdk_error(err, &self.table),
+        };
+        let raw: Vec<Option<HashMap<String, AttributeValue>>> = match &err {
+            SdkError::ServiceError(se) => match se.err() {
+                TransactWriteItemsError::TransactionCanceledException(e) => e
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.item().cloned())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            _ => Vec::new(),
+        };
+        for (i, reason) in reasons.iter_mut().enumerate() {
+            if *reason != CancelReason::ConditionalCheckFailed {
+                continue;
+            }
+            let keys = match tx.items.get(i) {
+                Some(TxItem::AddToBucket { keys, .. } | TxItem::TouchBucket { keys, .. }) => keys,
+                _ => continue,
+            };
+            let item = match raw.get(i).cloned().flatten() {
+                Some(item) => Some(item),
+                None => match self.get_item(&keys.pk, &keys.sk).await {
+                    Ok(item) => item,
+                    Err(e) => return e,
+                },
+            };
+            *reason = CancelReason::BucketCheckFailed(item.as_ref().map(bucket_state));
+        }
+        StoreError::Cancelled(reasons)
+    }
+
+    async fn get_item(
+        &self,
+        pk: &str,
+        sk: &str,
+    ) -> Result<Option<HashMap<String, AttributeValue>>, StoreError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| classify_sdk_error(e, &self.table))?;
+        Ok(out.item)
+    }
+
+    /// The table's switch-over instant; when it has none, sets it to
+    /// `default` (once: the first writer wins) and returns what is stored.
+    pub async fn read_or_set_switch_over(&self, default: i64) -> Result<i64, StoreError> {
+        let read = |item: Option<HashMap<String, AttributeValue>>| {
+            item.and_then(|i| {
+                i.get("buckets_since")
+                    .and_then(|v| v.as_n().ok())
+                    .and_then(|v| v.parse::<i64>().ok())
+            })
+        };
+        if let Some(v) = read(self.get_item(MARKER_SCHEME_PK, MARKER_SCHEME_SK).await?) {
+            return Ok(v);
+        }
+        self.put_switch_over(default).await?;
+        read(self.get_item(MARKER_SCHEME_PK, MARKER_SCHEME_SK).await?).ok_or_else(|| {
+            StoreError::Permanent {
+                message: "the marker scheme item vanished right after it was written".into(),
+                source: None,
+            }
+        })
+    }
+
+    /// Writes the switch-over instant unless one is stored (never moves it).
+    pub async fn put_switch_over(&self, since: i64) -> Result<(), StoreError> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(MARKER_SCHEME_PK))
+            .item("sk", s(MARKER_SCHEME_SK))
+            .item("kind", s("marker_scheme"))
+            .item("buckets_since", n(since.to_string()))
+            .item("set_at", s(now_rfc3339()))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(SdkError::ServiceError(se))
+                if se.err().code() == Some("ConditionalCheckFailedException") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(classify_sdk_error(e, &self.table)),
+        }
     }
 }
 
@@ -196,29 +459,31 @@ fn now_rfc3339() -> String {
         .unwrap_or_default()
 }
 
-fn classify_transact_error<R: std::fmt::Debug + Send + Sync + 'static>(
-    err: SdkError<TransactWriteItemsError, R>,
-    table: &str,
-) -> StoreError {
-    if let SdkError::ServiceError(se) = &err {
-        if let TransactWriteItemsError::TransactionCanceledException(e) = se.err() {
-            let reasons = e
-                .cancellation_reasons()
-                .iter()
-                .map(|r| match r.code() {
-                    None | Some("None") => CancelReason::None,
-                    Some("ConditionalCheckFailed") => CancelReason::ConditionalCheckFailed,
-                    Some("TransactionConflict") => CancelReason::TransactionConflict,
-                    Some("ThrottlingError") | Some("ProvisionedThroughputExceeded") => {
-                        CancelReason::Throttled
-                    }
-                    Some(other) => CancelReason::Other(other.to_string()),
-                })
-                .collect();
-            return StoreError::Cancelled(reasons);
-        }
-    }
-    classify_sdk_error(err, table)
+/// The cancellation reasons of a cancelled transaction (`None` for any
+/// other error).
+fn classify_transact_error<R>(
+    err: &SdkError<TransactWriteItemsError, R>,
+) -> Option<Vec<CancelReason>> {
+    let SdkError::ServiceError(se) = err else {
+        return None;
+    };
+    let TransactWriteItemsError::TransactionCanceledException(e) = se.err() else {
+        return None;
+    };
+    Some(
+        e.cancellation_reasons()
+            .iter()
+            .map(|r| match r.code() {
+                None | Some("None") => CancelReason::None,
+                Some("ConditionalCheckFailed") => CancelReason::ConditionalCheckFailed,
+                Some("TransactionConflict") => CancelReason::TransactionConflict,
+                Some("ThrottlingError") | Some("ProvisionedThroughputExceeded") => {
+                    CancelReason::Throttled
+                }
+                Some(other) => CancelReason::Other(other.to_string()),
+            })
+            .collect(),
+    )
 }
 
 /// Classifies any SDK error as retryable, missing table or permanent.
@@ -352,6 +617,9 @@ pub struct InitOutcome {
     pub ttl_enabled: bool,
     /// Differences from the data contract, breaking ones first.
     pub findings: Vec<SchemaFinding>,
+    /// The marker switch-over instant (epoch seconds): records logged
+    /// before it keep per-record markers. 0 for a table created now.
+    pub buckets_since: i64,
 }
 
 impl InitOutcome {
@@ -483,10 +751,25 @@ pub async fn init_table(
         Some(d) => check_schema(table, d, ttl.as_ref()),
         None => Vec::new(),
     };
+    // A new table never held per-record markers: buckets for every record.
+    // An existing one without the item (an earlier version's) switches a
+    // margin from now.
+    let store = DynamoDbUsageStore::new(client.clone(), table);
+    let default = if created {
+        0
+    } else {
+        time::OffsetDateTime::now_utc().unix_timestamp() + SWITCH_OVER_MARGIN_SECS
+    };
+    let buckets_since = if findings.iter().any(|f| f.severity == Severity::Breaking) {
+        default
+    } else {
+        store.read_or_set_switch_over(default).await?
+    };
     Ok(InitOutcome {
         created,
         ttl_enabled,
         findings,
+        buckets_since,
     })
 }
 
@@ -716,7 +999,7 @@ fn row_of(item: &HashMap<String, AttributeValue>) -> Option<UsageRow> {
             .unwrap_or(0)
     };
     let kind = text("kind")?;
-    if kind == "marker" {
+    if matches!(kind.as_str(), "marker" | BUCKET_KIND | "marker_scheme") {
         return None;
     }
     let cost_text = item

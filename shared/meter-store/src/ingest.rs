@@ -1,10 +1,16 @@
 //! Exactly-once commit of a metered batch: the one ingest path that the
 //! Lambda, the CLI's `replay` and the tests all call.
 //!
-//! For each group (see [`split_into_groups`]): build the transaction, send it.
+//! Each record's marker is placed first (see [`crate::markers`]: a bucket
+//! shared with other records, or for records before the switch-over an item
+//! of its own); then for each group (see [`split_into_groups`]): build the
+//! transaction, send it.
 //! - committed: its records are counted;
-//! - a marker's `ConditionalCheckFailed`: that record was counted before
-//!   (redelivery, overlap, a replay); drop it, rebuild, resend the rest;
+//! - a marker's condition failed: the store says which bucket, as read after
+//!   the failure. Records whose id is in it were counted before (redelivery,
+//!   overlap, a replay) and are dropped; a bucket found full is remembered
+//!   and its records move to the next level; the rest is re-planned and sent
+//!   again at once;
 //! - `TransactionConflict`, throttling, 5xx, timeouts: jittered exponential
 //!   backoff, bounded; when attempts run out the batch fails so that it is
 //!   delivered again, and the groups that did commit are skipped next time by
@@ -17,7 +23,8 @@ use meter_core::{DecodeError, Meter, MeteredBatch, MeteredRecord, SkippedRecord}
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::plan::{build_transaction, split_into_groups};
+use crate::markers::{FullBuckets, MarkerScheme, Placement};
+use crate::plan::{build_transaction, split_into_groups, TxItem};
 use crate::store::{CancelReason, StoreError, UsageStore};
 
 /// Default lifetime of an idempotency marker: 35 days, beyond every
@@ -33,6 +40,9 @@ pub struct CommitSettings {
     pub max_attempts: u32,
     pub base_backoff: Duration,
     pub max_backoff: Duration,
+    /// The marker scheme (levels, cap). `buckets_since` is overridden by
+    /// what the store says ([`UsageStore::buckets_since`]).
+    pub markers: MarkerScheme,
 }
 
 impl Default for CommitSettings {
@@ -42,6 +52,7 @@ impl Default for CommitSettings {
             max_attempts: 10,
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(2),
+            markers: MarkerScheme::default(),
         }
     }
 }
@@ -69,6 +80,9 @@ pub struct IngestReport {
     pub write_units: f64,
     /// Transactions re-sent after a conflict, throttle or transient error.
     pub retries: usize,
+    /// Transactions re-planned at once after a marker bucket's condition
+    /// failed (records found counted, or a bucket found full).
+    pub replans: usize,
     /// True for a CloudWatch Logs control message (nothing to count).
     pub control_message: bool,
 }
@@ -100,6 +114,7 @@ impl IngestReport {
         self.items_written += o.items_written;
         self.write_units += o.write_units;
         self.retries += o.retries;
+        self.replans += o.replans;
     }
 }
 
@@ -197,11 +212,60 @@ pub async fn commit_batch<S: UsageStore>(
     now: OffsetDateTime,
 ) -> Result<IngestReport, IngestError> {
     let mut report = report_of_batch(batch);
+    if batch.records.is_empty() {
+        return Ok(report);
+    }
+    let scheme = MarkerScheme {
+        buckets_since: store
+            .buckets_since(now.unix_timestamp())
+            .await
+            .map_err(IngestError::Store)?,
+        ..settings.markers.clone()
+    };
+    let local = std::sync::Mutex::new(FullBuckets::default());
+    let full = store.full_buckets().unwrap_or(&local);
+    let ctx = Ctx {
+        scheme: &scheme,
+        full,
+        settings,
+        now: now.unix_timestamp(),
+        max_replans: MAX_REPLANS + 4 * batch.records.len(),
+    };
+    lock(full).prune(ctx.now);
     let refs: Vec<&MeteredRecord> = batch.records.iter().collect();
-    for group in split_into_groups(&refs) {
-        let mut members: Vec<&MeteredRecord> = group.iter().map(|&i| refs[i]).collect();
-        commit_group(store, &mut members, settings, now, &mut report).await?;
-        for r in &members {
+    let placements = ctx.place(&refs);
+    let mut pending: Vec<&MeteredRecord> = Vec::with_capacity(refs.len());
+    let mut pending_places = Vec::with_capacity(refs.len());
+    for (r, p) in refs.iter().zip(placements) {
+        if p == Placement::AlreadyMarked {
+            report.duplicates += 1;
+        } else {
+            pending.push(*r);
+            pending_places.push(p);
+        }
+    }
+    for group in split_into_groups(&pending, &pending_places, scheme.max_ids_per_write) {
+        let members: Vec<&MeteredRecord> = group.iter().map(|&i| pending[i]).collect();
+        let places: Vec<Placement> = group.iter().map(|&i| pending_places[i].clone()).collect();
+        let mut queue = std::collections::VecDeque::from([(members, places)]);
+        let mut counted = Vec::new();
+        while let Some((mut members, places)) = queue.pop_front() {
+            if let Some(again) =
+                commit_group(store, &ctx, &mut members, places, &mut report).await?
+            {
+                // Re-placed records may no longer fit one transaction.
+                let groups = split_into_groups(&again.0, &again.1, scheme.max_ids_per_write);
+                for g in groups.into_iter().rev() {
+                    queue.push_front((
+                        g.iter().map(|&i| again.0[i]).collect(),
+                        g.iter().map(|&i| again.1[i].clone()).collect(),
+                    ));
+                }
+                continue;
+            }
+            counted.extend(members);
+        }
+        for r in &counted {
             report.counted += 1;
             if let Some(reason) = &r.unpriced {
                 report.unpriced += 1;
@@ -212,64 +276,157 @@ pub async fn commit_batch<S: UsageStore>(
     Ok(report)
 }
 
-/// Commits one group; on return `members` holds the records counted now.
-async fn commit_group<S: UsageStore>(
+struct Ctx<'a> {
+    scheme: &'a MarkerScheme,
+    full: &'a std::sync::Mutex<FullBuckets>,
+    settings: &'a CommitSettings,
+    now: i64,
+    max_replans: usize,
+}
+
+impl Ctx<'_> {
+    fn marker_expiry(&self) -> i64 {
+        self.now.saturating_add(self.settings.marker_ttl_secs)
+    }
+
+    fn place(&self, records: &[&MeteredRecord]) -> Vec<Placement> {
+        let full = lock(self.full);
+        let expiry = self.marker_expiry();
+        records
+            .iter()
+            .map(|r| self.scheme.place(&r.record_id, r.timestamp, &full, expiry))
+            .collect()
+    }
+}
+
+fn lock(m: &std::sync::Mutex<FullBuckets>) -> std::sync::MutexGuard<'_, FullBuckets> {
+    // A poisoned lock only means another thread panicked; the cache holds
+    // nothing that a panic can leave half-written.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Re-plans after a bucket's condition failed are bounded (per batch: this
+/// plus four per record): each one learns a full bucket or drops counted
+/// records, so this is never reached in practice; reaching it fails the
+/// batch (retryable).
+const MAX_REPLANS: usize = 64;
+
+/// Records re-placed after a bucket's condition failed, to be split again.
+type Replanned<'r> = (Vec<&'r MeteredRecord>, Vec<Placement>);
+
+/// Commits one group; on `Ok(None)` `members` holds the records counted
+/// now; `Ok(Some(..))` hands back the records still to commit, re-placed.
+async fn commit_group<'r, S: UsageStore>(
     store: &S,
-    members: &mut Vec<&MeteredRecord>,
-    settings: &CommitSettings,
-    now: OffsetDateTime,
+    ctx: &Ctx<'_>,
+    members: &mut Vec<&'r MeteredRecord>,
+    mut places: Vec<Placement>,
     report: &mut IngestReport,
-) -> Result<(), IngestError> {
+) -> Result<Option<Replanned<'r>>, IngestError> {
+    let settings = ctx.settings;
     let mut attempt = 0u32;
     while !members.is_empty() {
-        let tx = build_transaction(members, now.unix_timestamp(), settings.marker_ttl_secs);
+        let tx = build_transaction(
+            members,
+            &places,
+            ctx.scheme,
+            ctx.now,
+            settings.marker_ttl_secs,
+        );
         let err = match store.transact(&tx).await {
             Ok(done) => {
                 report.transactions += 1;
                 report.items_written += tx.items.len();
                 report.write_units += done.write_units;
-                return Ok(());
+                let mut full = lock(ctx.full);
+                for item in &tx.items {
+                    if let TxItem::TouchBucket {
+                        bucket, expires_at, ..
+                    } = item
+                    {
+                        full.refreshed(bucket, *expires_at);
+                    }
+                }
+                return Ok(None);
             }
             Err(e) => e,
         };
-        match &err {
-            StoreError::Cancelled(reasons) => {
-                let already: Vec<usize> = reasons
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, r)| **r == CancelReason::ConditionalCheckFailed)
-                    .filter_map(|(i, _)| tx.marker_of.get(i).copied().flatten())
-                    .collect();
-                if !already.is_empty() {
-                    // Counted before: drop them and resend the rest at once.
-                    report.duplicates += already.len();
-                    let mut keep = vec![true; members.len()];
-                    for i in already {
-                        keep[i] = false;
+        if let StoreError::Cancelled(reasons) = &err {
+            let mut already = vec![false; members.len()];
+            let mut learned = false;
+            for (i, reason) in reasons.iter().enumerate() {
+                let owners = tx.records_of.get(i).map(Vec::as_slice).unwrap_or(&[]);
+                match (reason, tx.items.get(i)) {
+                    (CancelReason::ConditionalCheckFailed, Some(TxItem::PutMarker { .. })) => {
+                        for &o in owners {
+                            already[o] = true;
+                        }
                     }
-                    let mut idx = 0;
-                    members.retain(|_| {
-                        idx += 1;
-                        keep[idx - 1]
-                    });
-                    continue;
-                }
-                let transient = reasons.iter().all(|r| {
-                    matches!(
-                        r,
-                        CancelReason::None
-                            | CancelReason::TransactionConflict
-                            | CancelReason::Throttled
-                    )
-                });
-                if !transient {
-                    return Err(IngestError::Store(err));
+                    (CancelReason::BucketCheckFailed(state), Some(item)) => {
+                        let (bucket, ids) = match item {
+                            TxItem::AddToBucket { bucket, ids, .. } => (*bucket, ids.as_slice()),
+                            TxItem::TouchBucket { bucket, .. } => (*bucket, &[][..]),
+                            _ => continue,
+                        };
+                        if let Some(s) = state {
+                            for (&o, id) in owners.iter().zip(ids) {
+                                if s.ids.contains(id) {
+                                    already[o] = true;
+                                }
+                            }
+                        }
+                        lock(ctx.full).learn(ctx.scheme, bucket, state.clone());
+                        learned = true;
+                    }
+                    _ => {}
                 }
             }
-            StoreError::Retryable { .. } => {}
-            StoreError::TableMissing { .. } | StoreError::Permanent { .. } => {
+            let dropped = already.iter().filter(|a| **a).count();
+            if dropped > 0 || learned {
+                // Counted before: drop them; full buckets: re-place.
+                report.duplicates += dropped;
+                let mut idx = 0;
+                members.retain(|_| {
+                    idx += 1;
+                    !already[idx - 1]
+                });
+                places = ctx.place(members);
+                let mut idx = 0;
+                members.retain(|_| {
+                    idx += 1;
+                    places[idx - 1] != Placement::AlreadyMarked
+                });
+                let found = places
+                    .iter()
+                    .filter(|p| **p == Placement::AlreadyMarked)
+                    .count();
+                report.duplicates += found;
+                places.retain(|p| *p != Placement::AlreadyMarked);
+                report.replans += 1;
+                if report.replans > ctx.max_replans {
+                    return Err(IngestError::RetriesExhausted {
+                        attempts: report.replans as u32,
+                        source: err,
+                    });
+                }
+                if members.is_empty() {
+                    return Ok(None);
+                }
+                return Ok(Some((std::mem::take(members), places)));
+            }
+            let transient = reasons.iter().all(|r| {
+                matches!(
+                    r,
+                    CancelReason::None
+                        | CancelReason::TransactionConflict
+                        | CancelReason::Throttled
+                )
+            });
+            if !transient {
                 return Err(IngestError::Store(err));
             }
+        } else if !matches!(err, StoreError::Retryable { .. }) {
+            return Err(IngestError::Store(err));
         }
         attempt += 1;
         if attempt >= settings.max_attempts {
@@ -282,7 +439,7 @@ async fn commit_group<S: UsageStore>(
         tracing::debug!(attempt, error = %err, "transaction not committed; retrying");
         tokio::time::sleep(backoff(settings, attempt)).await;
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Full-jitter exponential backoff.

@@ -143,6 +143,15 @@ pub fn aggregate_keys(key: &AggregateKey<'_>) -> ItemKeys {
     }
 }
 
+/// Keys of a marker bucket: `B#<level>#<window>#<slot>`, sort key `B`.
+pub fn bucket_keys(b: &crate::markers::BucketRef) -> ItemKeys {
+    ItemKeys {
+        pk: format!("B#{}#{}#{}", b.level, b.window, b.slot),
+        sk: "B".to_string(),
+        gsi1: None,
+    }
+}
+
 /// Keys of the idempotency marker of a record.
 pub fn marker_keys(record_id: &str) -> ItemKeys {
     ItemKeys {

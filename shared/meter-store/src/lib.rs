@@ -22,6 +22,7 @@ pub mod config;
 pub mod dynamo;
 pub mod ingest;
 pub mod keys;
+pub mod markers;
 pub mod metrics;
 pub mod plan;
 pub mod prices;

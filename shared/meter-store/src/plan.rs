@@ -2,15 +2,19 @@
 //! transaction, and what each transaction writes. No SDK here, so unit tests
 //! assert on the plan directly; the adapter only translates it.
 //!
-//! A transaction holds, for a set of records, one marker `Put` per record
-//! (condition: the marker does not exist) and one `ADD` update per aggregate
-//! those records touch, with their deltas merged. All or nothing: either the
+//! A transaction holds, for a set of records, their markers (an id added to
+//! a marker bucket, see [`crate::markers`], or for records before the
+//! switch-over one marker `Put` each) and one `ADD` update per aggregate those
+//! records touch, with their deltas merged. All or nothing: either the
 //! records are marked and counted together, or neither.
+
+use std::collections::BTreeMap;
 
 use meter_core::aggregate::{aggregate, keys_of, tag_keys_of};
 use meter_core::{AggregateKey, Counters, MeteredRecord};
 
-use crate::keys::{aggregate_keys, marker_keys, ItemKeys};
+use crate::keys::{aggregate_keys, bucket_keys, marker_keys, ItemKeys};
+use crate::markers::{BucketRef, MarkerScheme, Placement};
 
 /// DynamoDB's limit on actions per `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -18,7 +22,8 @@ pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// One write in a planned transaction.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TxItem {
-    /// The idempotency marker of one record, put only if absent.
+    /// The idempotency marker of one record, put only if absent (records
+    /// before the switch-over to buckets).
     PutMarker {
         keys: ItemKeys,
         record_id: String,
@@ -26,6 +31,25 @@ pub enum TxItem {
         expires_at: i64,
         /// What the record cost, for per-request lookups (no content).
         usage: MarkerUsage,
+    },
+    /// Adds record ids to a marker bucket, on condition that none is there
+    /// yet and, for a capped level, that the bucket is not full.
+    AddToBucket {
+        keys: ItemKeys,
+        bucket: BucketRef,
+        /// The records' 8-byte ids, in the order of [`PlannedTx::records_of`].
+        ids: Vec<u64>,
+        /// The level's cap (`None`: the last level, no cap).
+        cap: Option<u32>,
+        expires_at: i64,
+    },
+    /// Pushes a full bucket's expiry forward (condition: it is still full),
+    /// so that it outlives the markers placed below it.
+    TouchBucket {
+        keys: ItemKeys,
+        bucket: BucketRef,
+        cap: u32,
+        expires_at: i64,
     },
     /// Atomic increments of one aggregate.
     AddAggregate {
@@ -79,17 +103,59 @@ pub fn bounded_id(raw: &str) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedTx {
     pub items: Vec<TxItem>,
-    /// For each item, the index (into the records given to
-    /// [`build_transaction`]) of the record whose marker it is.
-    pub marker_of: Vec<Option<usize>>,
+    /// For each item, the indices (into the records given to
+    /// [`build_transaction`]) of the records it marks: one for a marker
+    /// `Put`, the bucket's records for a bucket add, none otherwise.
+    pub records_of: Vec<Vec<usize>>,
+    /// The record ids of the transaction, by index.
+    pub record_ids: Vec<String>,
+}
+
+impl PlannedTx {
+    /// The ids of the records this transaction counts.
+    pub fn record_ids(&self) -> impl Iterator<Item = &str> {
+        self.record_ids.iter().map(String::as_str)
+    }
+}
+
+/// What a planned record occupies in a transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Slot<'a> {
+    Aggregate(AggregateKey<'a>),
+    Bucket(BucketRef),
+    Record(usize),
+}
+
+fn slots_of<'a>(r: &'a MeteredRecord, i: usize, p: &Placement) -> Vec<Slot<'a>> {
+    let mut out: Vec<Slot<'a>> = keys_of(r)
+        .into_iter()
+        .chain(tag_keys_of(r))
+        .map(Slot::Aggregate)
+        .collect();
+    match p {
+        Placement::RecordMarker => out.push(Slot::Record(i)),
+        Placement::Bucket { bucket, touch, .. } => {
+            out.push(Slot::Bucket(*bucket));
+            out.extend(touch.iter().map(|b| Slot::Bucket(*b)));
+        }
+        Placement::AlreadyMarked => {}
+    }
+    out
 }
 
 /// Splits records into groups whose transactions fit in
-/// [`MAX_TRANSACTION_ITEMS`] actions. Deterministic: records are ordered by
-/// (user, day, model, id), so the same records always split the same way,
-/// and records sharing aggregates sit together (fewer writes). Returns
-/// indices into `records`.
-pub fn split_into_groups(records: &[&MeteredRecord]) -> Vec<Vec<usize>> {
+/// [`MAX_TRANSACTION_ITEMS`] actions and add at most
+/// `max_ids_per_write` ids to one bucket. Deterministic: records are ordered
+/// by (user, day, model, id), so the same records always split the same
+/// way, and records sharing aggregates sit together (fewer writes).
+/// `placements[i]` is where record `i`'s marker goes (never
+/// [`Placement::AlreadyMarked`]: drop those first). Returns indices into
+/// `records`.
+pub fn split_into_groups(
+    records: &[&MeteredRecord],
+    placements: &[Placement],
+    max_ids_per_write: usize,
+) -> Vec<Vec<usize>> {
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (records[a], records[b]);
@@ -97,21 +163,27 @@ pub fn split_into_groups(records: &[&MeteredRecord]) -> Vec<Vec<usize>> {
     });
     let mut groups = Vec::new();
     let mut current: Vec<usize> = Vec::new();
-    let mut keys: std::collections::BTreeSet<AggregateKey<'_>> = Default::default();
+    let mut keys: std::collections::BTreeSet<Slot<'_>> = Default::default();
+    let mut per_bucket: BTreeMap<BucketRef, usize> = BTreeMap::new();
     for i in order {
-        // The four user/model keys plus two per attribution tag.
-        let record_keys: Vec<AggregateKey<'_>> = keys_of(records[i])
-            .into_iter()
-            .chain(tag_keys_of(records[i]))
-            .collect();
-        let new_keys = record_keys.iter().filter(|k| !keys.contains(k)).count();
-        if !current.is_empty() && current.len() + keys.len() + 1 + new_keys > MAX_TRANSACTION_ITEMS
-        {
+        let record_slots = slots_of(records[i], i, &placements[i]);
+        let new_keys = record_slots.iter().filter(|k| !keys.contains(k)).count();
+        let bucket_full = match &placements[i] {
+            Placement::Bucket { bucket, .. } => {
+                per_bucket.get(bucket).copied().unwrap_or(0) >= max_ids_per_write
+            }
+            _ => false,
+        };
+        if !current.is_empty() && (keys.len() + new_keys > MAX_TRANSACTION_ITEMS || bucket_full) {
             groups.push(std::mem::take(&mut current));
             keys.clear();
+            per_bucket.clear();
         }
         current.push(i);
-        keys.extend(record_keys);
+        keys.extend(record_slots);
+        if let Placement::Bucket { bucket, .. } = &placements[i] {
+            *per_bucket.entry(*bucket).or_default() += 1;
+        }
     }
     if !current.is_empty() {
         groups.push(current);
@@ -119,39 +191,86 @@ pub fn split_into_groups(records: &[&MeteredRecord]) -> Vec<Vec<usize>> {
     groups
 }
 
-/// Builds the transaction for `records`: markers first, then merged
-/// aggregate updates in key order.
+/// Builds the transaction for `records` (with their `placements`): markers
+/// first (record markers, bucket adds, bucket refreshes), then merged
+/// aggregate updates in key order. `now_epoch + marker_ttl_secs` is when a
+/// marker may expire; buckets get [`MarkerScheme::expiry`].
 pub fn build_transaction(
     records: &[&MeteredRecord],
+    placements: &[Placement],
+    scheme: &MarkerScheme,
     now_epoch: i64,
     marker_ttl_secs: i64,
 ) -> PlannedTx {
+    let marker_expiry = now_epoch.saturating_add(marker_ttl_secs);
     let mut items = Vec::new();
-    let mut marker_of = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        items.push(TxItem::PutMarker {
-            keys: marker_keys(&r.record_id),
-            record_id: r.record_id.clone(),
-            expires_at: now_epoch.saturating_add(marker_ttl_secs),
-            usage: MarkerUsage {
-                user: bounded_id(&r.user),
-                model: bounded_id(&r.model),
-                day: r.day.to_string(),
-                counters: r.counters,
-            },
-        });
-        marker_of.push(Some(i));
+    let mut records_of = Vec::new();
+    let mut buckets: BTreeMap<BucketRef, (Vec<u64>, Vec<usize>)> = BTreeMap::new();
+    let mut touched: std::collections::BTreeSet<BucketRef> = Default::default();
+    for (i, (r, p)) in records.iter().zip(placements).enumerate() {
+        match p {
+            Placement::RecordMarker => {
+                items.push(TxItem::PutMarker {
+                    keys: marker_keys(&r.record_id),
+                    record_id: r.record_id.clone(),
+                    expires_at: marker_expiry,
+                    usage: MarkerUsage {
+                        user: bounded_id(&r.user),
+                        model: bounded_id(&r.model),
+                        day: r.day.to_string(),
+                        counters: r.counters,
+                    },
+                });
+                records_of.push(vec![i]);
+            }
+            Placement::Bucket { bucket, id, touch } => {
+                let e = buckets.entry(*bucket).or_default();
+                e.0.push(*id);
+                e.1.push(i);
+                touched.extend(touch.iter().copied());
+            }
+            Placement::AlreadyMarked => {}
+        }
     }
-    for (key, delta) in aggregate(records.iter().copied()) {
+    for (bucket, (ids, owners)) in buckets {
+        touched.remove(&bucket);
+        items.push(TxItem::AddToBucket {
+            keys: bucket_keys(&bucket),
+            bucket,
+            ids,
+            cap: scheme.is_capped(bucket.level).then_some(scheme.cap),
+            expires_at: scheme.expiry(bucket.level, marker_expiry),
+        });
+        records_of.push(owners);
+    }
+    for bucket in touched {
+        items.push(TxItem::TouchBucket {
+            keys: bucket_keys(&bucket),
+            bucket,
+            cap: scheme.cap,
+            expires_at: scheme.expiry(bucket.level, marker_expiry),
+        });
+        records_of.push(Vec::new());
+    }
+    let counted = records
+        .iter()
+        .zip(placements)
+        .filter(|(_, p)| !matches!(p, Placement::AlreadyMarked))
+        .map(|(r, _)| *r);
+    for (key, delta) in aggregate(counted) {
         items.push(TxItem::AddAggregate {
             keys: aggregate_keys(&key),
             kind: key.kind(),
             dims: dims(&key),
             counters: delta.counters,
         });
-        marker_of.push(None);
+        records_of.push(Vec::new());
     }
-    PlannedTx { items, marker_of }
+    PlannedTx {
+        items,
+        records_of,
+        record_ids: records.iter().map(|r| r.record_id.clone()).collect(),
+    }
 }
 
 fn dims(key: &AggregateKey<'_>) -> Vec<(&'static str, String)> {
@@ -192,7 +311,34 @@ fn dims(key: &AggregateKey<'_>) -> Vec<(&'static str, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::markers::{FullBuckets, DEFAULT_MAX_IDS_PER_WRITE};
     use meter_core::Day;
+
+    fn places_with(scheme: &MarkerScheme, records: &[&MeteredRecord]) -> Vec<Placement> {
+        let f = FullBuckets::default();
+        records
+            .iter()
+            .map(|r| scheme.place(&r.record_id, r.timestamp, &f, 1))
+            .collect()
+    }
+
+    fn split(records: &[&MeteredRecord]) -> Vec<Vec<usize>> {
+        let p = places_with(&MarkerScheme::default(), records);
+        split_into_groups(records, &p, DEFAULT_MAX_IDS_PER_WRITE)
+    }
+
+    fn tx_of(records: &[&MeteredRecord]) -> PlannedTx {
+        let scheme = MarkerScheme::default();
+        build_transaction(records, &places_with(&scheme, records), &scheme, 0, 1)
+    }
+
+    /// The scheme of earlier versions: one marker item per record.
+    fn record_markers() -> MarkerScheme {
+        MarkerScheme {
+            buckets_since: i64::MAX,
+            ..MarkerScheme::default()
+        }
+    }
 
     fn rec(id: usize, user: usize, model: usize, day: &str) -> MeteredRecord {
         MeteredRecord {
@@ -233,11 +379,11 @@ mod tests {
     fn every_group_fits_in_one_transaction_and_every_record_is_in_exactly_one_group() {
         let records = realistic(500);
         let refs: Vec<&MeteredRecord> = records.iter().collect();
-        let groups = split_into_groups(&refs);
+        let groups = split(&refs);
         let mut seen = vec![0; records.len()];
         for g in &groups {
             let members: Vec<&MeteredRecord> = g.iter().map(|&i| refs[i]).collect();
-            let tx = build_transaction(&members, 0, 1);
+            let tx = tx_of(&members);
             assert!(
                 tx.items.len() <= MAX_TRANSACTION_ITEMS,
                 "{}",
@@ -252,7 +398,7 @@ mod tests {
         let total_items: usize = groups
             .iter()
             .map(|g| {
-                build_transaction(&g.iter().map(|&i| refs[i]).collect::<Vec<_>>(), 0, 1)
+                tx_of(&g.iter().map(|&i| refs[i]).collect::<Vec<_>>())
                     .items
                     .len()
             })
@@ -270,7 +416,7 @@ mod tests {
         reversed.reverse();
         let ids = |rs: &[MeteredRecord]| {
             let refs: Vec<&MeteredRecord> = rs.iter().collect();
-            split_into_groups(&refs)
+            split(&refs)
                 .into_iter()
                 .map(|g| {
                     g.into_iter()
@@ -286,9 +432,21 @@ mod tests {
     fn a_transaction_merges_deltas_and_marks_each_record() {
         let records = [rec(1, 1, 1, "2026-11-01"), rec(2, 1, 1, "2026-11-01")];
         let refs: Vec<&MeteredRecord> = records.iter().collect();
-        let tx = build_transaction(&refs, 1_000, 86_400);
+        let scheme = record_markers();
+        let tx = build_transaction(&refs, &places_with(&scheme, &refs), &scheme, 1_000, 86_400);
         assert_eq!(tx.items.len(), 2 + 4);
-        assert_eq!(tx.marker_of, [Some(0), Some(1), None, None, None, None]);
+        let none: Vec<usize> = Vec::new();
+        assert_eq!(
+            tx.records_of,
+            [
+                vec![0],
+                vec![1],
+                none.clone(),
+                none.clone(),
+                none.clone(),
+                none
+            ]
+        );
         match &tx.items[0] {
             TxItem::PutMarker {
                 keys, expires_at, ..
@@ -321,9 +479,9 @@ mod tests {
     fn one_heavy_user_with_many_keys_still_splits_below_the_limit() {
         let records: Vec<MeteredRecord> = (0..400).map(|i| rec(i, 0, i, "2026-11-01")).collect();
         let refs: Vec<&MeteredRecord> = records.iter().collect();
-        for g in split_into_groups(&refs) {
+        for g in split(&refs) {
             let members: Vec<&MeteredRecord> = g.iter().map(|&i| refs[i]).collect();
-            assert!(build_transaction(&members, 0, 1).items.len() <= MAX_TRANSACTION_ITEMS);
+            assert!(tx_of(&members).items.len() <= MAX_TRANSACTION_ITEMS);
         }
     }
 
@@ -348,8 +506,8 @@ mod tests {
             ),
         ];
         let refs: Vec<&MeteredRecord> = records.iter().collect();
-        assert_eq!(split_into_groups(&refs).len(), 1);
-        let tx = build_transaction(&refs, 0, 1);
+        assert_eq!(split(&refs).len(), 1);
+        let tx = tx_of(&refs);
         let of_kind = |kind: &str| {
             tx.items
                 .iter()
@@ -389,11 +547,11 @@ mod tests {
             })
             .collect();
         let refs: Vec<&MeteredRecord> = records.iter().collect();
-        let groups = split_into_groups(&refs);
+        let groups = split(&refs);
         let mut covered = 0;
         for g in &groups {
             let members: Vec<&MeteredRecord> = g.iter().map(|&i| refs[i]).collect();
-            let n = build_transaction(&members, 0, 1).items.len();
+            let n = tx_of(&members).items.len();
             assert!(n <= MAX_TRANSACTION_ITEMS, "{n}");
             covered += g.len();
         }
@@ -454,7 +612,14 @@ mod tests {
             "r:{}",
             "0b6e3c1e-0000-4000-8000-".to_string() + "0123456789ab"
         );
-        let tx = build_transaction(&[&r], 1_800_000_000, 35 * 86_400);
+        let scheme = record_markers();
+        let tx = build_transaction(
+            &[&r],
+            &places_with(&scheme, &[&r]),
+            &scheme,
+            1_800_000_000,
+            35 * 86_400,
+        );
         let size = marker_item_size(&tx.items[0], "2026-11-30T12:00:00Z");
         println!("marker item size with the longest user and model ids: {size} bytes");
         assert!(size < 1024, "{size}");

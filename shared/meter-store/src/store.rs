@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use meter_core::Counters;
 
 use crate::ingest::IngestError;
+use crate::markers::{BucketState, FullBuckets};
 use crate::plan::{PlannedTx, TxItem};
 
 /// Why one action of a cancelled transaction failed, in action order.
@@ -17,6 +18,10 @@ pub enum CancelReason {
     None,
     /// The marker already exists: the record was counted before.
     ConditionalCheckFailed,
+    /// A marker bucket's condition failed: one of the ids is there already,
+    /// or the bucket is full (or, for a refresh, no longer there). Carries
+    /// the bucket as read after the failure (`None`: no such item).
+    BucketCheckFailed(Option<BucketState>),
     /// Another transaction holds the item: retry.
     TransactionConflict,
     /// Throttled (`ThrottlingError`, `ProvisionedThroughputExceeded`): retry.
@@ -54,7 +59,9 @@ fn summarise(reasons: &[CancelReason]) -> String {
     for r in reasons {
         let label = match r {
             CancelReason::None => continue,
-            CancelReason::ConditionalCheckFailed => "ConditionalCheckFailed".to_string(),
+            CancelReason::ConditionalCheckFailed | CancelReason::BucketCheckFailed(_) => {
+                "ConditionalCheckFailed".to_string()
+            }
             CancelReason::TransactionConflict => "TransactionConflict".to_string(),
             CancelReason::Throttled => "Throttled".to_string(),
             CancelReason::Other(s) => s.clone(),
@@ -287,12 +294,30 @@ pub struct TxCommitted {
 }
 
 /// What the ingest path needs from storage: commit one planned transaction,
-/// all or nothing.
+/// all or nothing. A cancelled transaction reports, per action, why; for a
+/// marker bucket, with the bucket as read after the failure
+/// ([`CancelReason::BucketCheckFailed`]).
 pub trait UsageStore: Send + Sync {
     fn transact(
         &self,
         tx: &PlannedTx,
     ) -> impl Future<Output = Result<TxCommitted, StoreError>> + Send;
+
+    /// This process's cache of full marker buckets, if the store keeps one
+    /// (it saves a cancelled transaction per full bucket per batch).
+    fn full_buckets(&self) -> Option<&Mutex<FullBuckets>> {
+        None
+    }
+
+    /// Records with an earlier timestamp keep per-record markers (the
+    /// switch-over from earlier versions, see [`crate::markers`]). The
+    /// default (stores that never held per-record markers): none.
+    fn buckets_since(
+        &self,
+        _now_epoch: i64,
+    ) -> impl Future<Output = Result<i64, StoreError>> + Send {
+        std::future::ready(Ok(i64::MIN))
+    }
 }
 
 /// One aggregate as the in-memory store holds it.
@@ -306,6 +331,7 @@ pub struct MemoryAggregate {
 #[derive(Default)]
 struct MemoryState {
     markers: HashMap<String, i64>,
+    buckets: HashMap<String, BucketState>,
     aggregates: BTreeMap<(String, String), MemoryAggregate>,
     faults: VecDeque<StoreError>,
     transactions: usize,
@@ -317,6 +343,7 @@ struct MemoryState {
 #[derive(Default)]
 pub struct MemoryUsageStore {
     state: Mutex<MemoryState>,
+    full: Mutex<FullBuckets>,
 }
 
 impl MemoryUsageStore {
@@ -334,8 +361,15 @@ impl MemoryUsageStore {
         self.lock().aggregates.clone()
     }
 
+    /// Records marked: per-record markers plus ids in buckets.
     pub fn marker_count(&self) -> usize {
-        self.lock().markers.len()
+        let s = self.lock();
+        s.markers.len() + s.buckets.values().map(|b| b.ids.len()).sum::<usize>()
+    }
+
+    /// Marker buckets by `pk`.
+    pub fn buckets(&self) -> HashMap<String, BucketState> {
+        self.lock().buckets.clone()
     }
 
     /// Transactions committed.
@@ -350,6 +384,10 @@ impl MemoryUsageStore {
 }
 
 impl UsageStore for MemoryUsageStore {
+    fn full_buckets(&self) -> Option<&Mutex<FullBuckets>> {
+        Some(&self.full)
+    }
+
     async fn transact(&self, tx: &PlannedTx) -> Result<TxCommitted, StoreError> {
         let mut s = self.lock();
         if let Some(fault) = s.faults.pop_front() {
@@ -362,6 +400,20 @@ impl UsageStore for MemoryUsageStore {
                 TxItem::PutMarker { keys, .. } if s.markers.contains_key(&keys.pk) => {
                     CancelReason::ConditionalCheckFailed
                 }
+                TxItem::AddToBucket { keys, ids, cap, .. } => {
+                    let b = s.buckets.get(&keys.pk);
+                    let present = b.is_some_and(|b| ids.iter().any(|i| b.ids.contains(i)));
+                    let full = matches!((b, cap), (Some(b), Some(c)) if b.n >= *c);
+                    if present || full {
+                        CancelReason::BucketCheckFailed(b.cloned())
+                    } else {
+                        CancelReason::None
+                    }
+                }
+                TxItem::TouchBucket { keys, cap, .. } => match s.buckets.get(&keys.pk) {
+                    Some(b) if b.n >= *cap => CancelReason::None,
+                    b => CancelReason::BucketCheckFailed(b.cloned()),
+                },
                 _ => CancelReason::None,
             })
             .collect();
@@ -374,6 +426,24 @@ impl UsageStore for MemoryUsageStore {
                     keys, expires_at, ..
                 } => {
                     s.markers.insert(keys.pk.clone(), *expires_at);
+                }
+                TxItem::AddToBucket {
+                    keys,
+                    ids,
+                    expires_at,
+                    ..
+                } => {
+                    let b = s.buckets.entry(keys.pk.clone()).or_default();
+                    b.ids.extend(ids.iter().copied());
+                    b.n += ids.len() as u32;
+                    b.expires_at = *expires_at;
+                }
+                TxItem::TouchBucket {
+                    keys, expires_at, ..
+                } => {
+                    if let Some(b) = s.buckets.get_mut(&keys.pk) {
+                        b.expires_at = *expires_at;
+                    }
                 }
                 TxItem::AddAggregate {
                     keys,
