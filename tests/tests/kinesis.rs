@@ -1,9 +1,10 @@
 //! The Kinesis path (`functions/kinesis-ingest`): batches of gzip
 //! `DATA_MESSAGE`s, one of them corrupt, through the function's batch logic
-//! into DynamoDB Local, with a store that fails on demand to show the partial
-//! batch response. The corrupt record is reported (so that it reaches the
-//! failure queue after Lambda's retries), and the records after it, ingested
-//! in the same invocation, are counted once across every redelivery.
+//! (every record metered, one commit for the batch) into DynamoDB Local, with
+//! a store that fails on demand to show the partial batch response. The
+//! corrupt record is reported (so that it reaches the failure queue after
+//! Lambda's retries), and the other records, committed in the same
+//! invocation, are counted once across every redelivery.
 //!
 //! The batch logic is compiled in from the function's source: this crate does
 //! not depend on `kinesis-ingest` (its `batch` module needs only crates this
@@ -22,7 +23,7 @@ use base64::Engine as _;
 use batch::{process_batch, RecordOutcome};
 use integration_tests::*;
 use meter_core::Meter;
-use meter_store::plan::{PlannedTx, TxItem};
+use meter_store::plan::PlannedTx;
 use meter_store::{CommitSettings, StoreError, TxCommitted, UsageStore};
 use time::OffsetDateTime;
 
@@ -82,7 +83,7 @@ fn kinesis_event(datas: &[Vec<u8>]) -> KinesisEvent {
         .expect("a KinesisEvent")
 }
 
-/// Fails every transaction holding the marker of a request id in `poison`
+/// Fails every transaction counting a record whose request id is in `poison`
 /// while `armed` (retryable: as when DynamoDB throttles past the retries).
 struct FailOn<S> {
     inner: S,
@@ -92,10 +93,9 @@ struct FailOn<S> {
 
 impl<S: UsageStore> UsageStore for FailOn<S> {
     async fn transact(&self, tx: &PlannedTx) -> Result<TxCommitted, StoreError> {
-        let hit = tx.items.iter().any(|i| {
-            matches!(i, TxItem::PutMarker { record_id, .. }
-                if self.poison.contains(record_id.trim_start_matches("r:")))
-        });
+        let hit = tx
+            .record_ids()
+            .any(|id| self.poison.contains(id.trim_start_matches("r:")));
         if hit && self.armed.load(Ordering::SeqCst) {
             return Err(StoreError::Retryable {
                 message: "simulated throttling".into(),
@@ -147,8 +147,8 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_both_t
     let now = OffsetDateTime::now_utc();
     // WHEN the batch is handled
     let first = process_batch(&failing, &meter, &settings(), &event, now).await;
-    // THEN the corrupt record is reported, record 2 after it is still
-    // counted, and 3 (failed) and 4 (not attempted) are reported
+    // THEN the batch's one commit failed: the corrupt record and every
+    // record of the commit (0, 2, 3, 4) are reported, the error on the first
     assert!(matches!(
         first.records[1].outcome,
         RecordOutcome::Undecodable { .. }
@@ -159,45 +159,42 @@ async fn a_kinesis_batch_with_a_corrupt_record_and_a_store_outage_reports_both_t
         .iter()
         .map(|r| r.kinesis.sequence_number.clone())
         .collect();
-    assert_eq!(
-        item_failures(&first.response),
-        vec![seqs[1].clone(), seqs[3].clone(), seqs[4].clone()]
-    );
-    assert_eq!(first.first_reported(), Some(seqs[1].as_str()));
+    assert_eq!(item_failures(&first.response), seqs);
+    assert_eq!(first.first_reported(), Some(seqs[0].as_str()));
     assert!(matches!(
-        first.records[2].outcome,
-        RecordOutcome::Ingested(ref done) if done.report.counted == 80
-    ));
-    assert!(matches!(
-        first.records[3].outcome,
+        first.records[0].outcome,
         RecordOutcome::Failed {
             retryable: true,
             ..
         }
     ));
-    assert!(matches!(
-        first.records[4].outcome,
-        RecordOutcome::NotAttempted
-    ));
+    for i in 2..5 {
+        assert!(matches!(
+            first.records[i].outcome,
+            RecordOutcome::NotAttempted
+        ));
+    }
+    assert_eq!(first.report.counted, 0);
     let after_first = marker_count(&store).await;
     assert!(
-        (160..320).contains(&after_first),
-        "records 0 and 2 plus some of 3's groups: {after_first}"
+        (1..counted.len()).contains(&after_first),
+        "the groups of the commit before the failing one: {after_first}"
     );
 
     // WHEN Lambda redelivers from the lowest reported sequence number (the
-    // corrupt record 1 on) after the store recovered
+    // whole batch) after the store recovered
     failing.armed.store(false, Ordering::SeqCst);
-    let mut retry = KinesisEvent::default();
-    retry.records = event.records[1..].to_vec();
-    let second = process_batch(&failing, &meter, &settings(), &retry, now).await;
-    // THEN only the corrupt record is reported again; record 2 and the part
-    // of 3 committed before the outage are found already counted
+    let second = process_batch(&failing, &meter, &settings(), &event, now).await;
+    // THEN only the corrupt record is reported again; the groups committed
+    // before the outage are found already counted
     assert_eq!(item_failures(&second.response), vec![seqs[1].clone()]);
-    assert_eq!(second.report.duplicates, after_first - 80);
+    assert_eq!(second.report.duplicates, after_first);
     assert_eq!(second.report.counted, counted.len() - after_first);
 
-    // AND the further retries until MaximumRetryAttempts count nothing
+    // AND the further retries from the corrupt record on, until
+    // MaximumRetryAttempts, count nothing
+    let mut retry = KinesisEvent::default();
+    retry.records = event.records[1..].to_vec();
     for attempt in 0..3 {
         let again = process_batch(&failing, &meter, &settings(), &retry, now).await;
         assert_eq!(item_failures(&again.response), vec![seqs[1].clone()]);

@@ -3,10 +3,16 @@
 //! and which must be delivered again (both of the latter are reported).
 //!
 //! Each Kinesis record's data is one gzip `DATA_MESSAGE` (or
-//! `CONTROL_MESSAGE`) from the CloudWatch Logs subscription. Records are
-//! ingested one after the other, in the batch's (sequence-number) order, each
-//! with [`meter_store::ingest_payload`]: the same decode, metering and
-//! exactly-once commit as the direct subscription and `bedrock-meter replay`.
+//! `CONTROL_MESSAGE`) from the CloudWatch Logs subscription, about a second
+//! of log events. Every record is first decoded and metered on its own
+//! ([`Meter::meter_payload`], the decode and metering of the direct
+//! subscription and `bedrock-meter replay`); then the metered records of the
+//! whole batch are merged ([`MeteredBatch::concat`]: a log event that two
+//! Kinesis records both carry is counted once, the first) and committed
+//! exactly once with **one** [`meter_store::commit_batch`]. The aggregates a
+//! batch touches (user-model-day and the rollups) are so written once per
+//! Lambda batch rather than once per Kinesis record: a longer batching window
+//! means fewer DynamoDB writes per log event.
 //!
 //! ## Failure policy
 //!
@@ -23,32 +29,38 @@
 //!   message in the queue naming the sequence number. Decoding is
 //!   deterministic, so the retries cannot succeed; they are bounded by
 //!   `MaximumRetryAttempts`, not by the stream's retention.
-//!   **Later records of the batch are still ingested**: Lambda redelivers them
-//!   with the undecodable one (it resumes at the lowest reported sequence
-//!   number), and each redelivery finds them already counted by their
-//!   markers, so nothing is counted twice and none of them waits for the
-//!   undecodable record's retries to end.
-//! - **Store failure** (retries in the commit exhausted, throttling, an
-//!   outage, a missing table, a rejected request): the record and **every
-//!   later record** of the batch are reported in `batchItemFailures`, and the
-//!   later ones are not even attempted. Lambda checkpoints at the lowest
-//!   reported sequence number and redelivers from there, so reporting only
-//!   the failed record would be the same as reporting all of them; stopping
-//!   early saves the writes. Groups that did commit before the failure are
-//!   skipped on redelivery by their markers. Non-retryable store failures are
+//!   **The other records of the batch are still committed**: Lambda
+//!   redelivers the later ones with the undecodable one (it resumes at the
+//!   lowest reported sequence number), and each redelivery finds them already
+//!   counted by their markers, so nothing is counted twice and none of them
+//!   waits for the undecodable record's retries to end.
+//! - **Store failure** of the batch's one commit (retries exhausted,
+//!   throttling, an outage, a missing table, a rejected request): **every
+//!   record whose log events were in the commit** is reported in
+//!   `batchItemFailures` (with the undecodable ones; control messages, which
+//!   count nothing, are not). The first of them carries the error
+//!   ([`RecordOutcome::Failed`], logged once), the others are
+//!   [`RecordOutcome::NotAttempted`]. Lambda checkpoints at the lowest
+//!   reported sequence number and redelivers from there; the groups of the
+//!   commit that went through before the failure are skipped on redelivery
+//!   by their markers, so nothing is counted twice. Nothing of a failed
+//!   commit is in the batch's report. Non-retryable store failures are
 //!   reported too rather than skipped: skipping would lose counts silently;
 //!   the event source mapping's `MaximumRetryAttempts`,
 //!   `BisectBatchOnFunctionError` and on-failure destination bound how long
-//!   such a record can hold the shard.
+//!   such a batch can hold the shard. The price of one commit: a record the
+//!   store rejects for good takes the whole batch's range (not only its own
+//!   record) to the failure queue; `bedrock-meter redrive` replays the range
+//!   and skips what was counted.
 //! - Malformed log events *inside* a decodable record are skipped and
-//!   reported by the shared path, as everywhere else.
+//!   reported by the shared path, as everywhere else, with the sequence
+//!   number of their record.
 
 use aws_lambda_events::event::kinesis::{KinesisEvent, KinesisEventRecord};
 use aws_lambda_events::event::streams::KinesisEventResponse;
-use meter_core::Meter;
-use meter_store::{
-    ingest_payload, CommitSettings, IngestReport, Ingested, PayloadError, UsageStore,
-};
+use meter_core::{BatchKind, Meter, MeteredBatch};
+use meter_store::ingest::report_of_batch;
+use meter_store::{commit_batch, CommitSettings, IngestReport, Ingested, PayloadError, UsageStore};
 use time::OffsetDateTime;
 
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -56,16 +68,20 @@ const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 /// What happened to one Kinesis record.
 #[derive(Debug)]
 pub enum RecordOutcome {
-    /// Decoded and committed (its log events counted, found already counted,
-    /// or skipped as malformed), or a control message.
+    /// Decoded, and its log events part of the batch's commit, which
+    /// succeeded; or a control message. Its `report` holds this record's
+    /// metering counts only (log events, malformed ones skipped, duplicates
+    /// within it): what the one commit counted is in [`BatchOutcome::report`].
     Ingested(Ingested),
     /// Could never be decoded: nothing counted, reported in
-    /// `batchItemFailures`; later records are still ingested (see the module
-    /// docs).
+    /// `batchItemFailures`; the other records are still committed (see the
+    /// module docs).
     Undecodable { error: String },
-    /// Not committed: reported in `batchItemFailures`.
+    /// The first record of the batch's commit, which failed: reported in
+    /// `batchItemFailures`, with the commit's error.
     Failed { retryable: bool, error: String },
-    /// After a failure in the same batch: reported without being attempted.
+    /// Another record of the batch's failed commit (its error is on the
+    /// [`RecordOutcome::Failed`] one): reported in `batchItemFailures`.
     NotAttempted,
 }
 
@@ -87,12 +103,16 @@ pub struct RecordResult {
 #[derive(Debug, Default)]
 pub struct BatchOutcome {
     pub records: Vec<RecordResult>,
-    /// The merged report of every ingested record.
+    /// The report of the batch's one commit: the metering counts of every
+    /// record in it (merged) plus what the commit counted. Empty when the
+    /// commit failed.
     pub report: IngestReport,
     /// Records that were control messages.
     pub control_messages: usize,
     /// Records that could not be decoded (reported, nothing counted).
     pub undecodable: usize,
+    /// Records whose log events went into the batch's one commit.
+    pub in_commit: usize,
     /// Records reported for redelivery (undecodable, failed or not attempted).
     pub reported: usize,
     /// What Lambda gets back: the sequence numbers to deliver again.
@@ -104,20 +124,23 @@ impl BatchOutcome {
     pub fn first_reported(&self) -> Option<&str> {
         self.records
             .iter()
-            .find(|r| {
-                matches!(
-                    r.outcome,
-                    RecordOutcome::Undecodable { .. }
-                        | RecordOutcome::Failed { .. }
-                        | RecordOutcome::NotAttempted
-                )
-            })
+            .find(|r| is_reported(&r.outcome))
             .map(|r| r.sequence_number.as_str())
     }
 }
 
-/// Ingests every record of a Kinesis batch (see the module docs for the
-/// failure policy). Never fails as a whole: failures are per record.
+fn is_reported(outcome: &RecordOutcome) -> bool {
+    matches!(
+        outcome,
+        RecordOutcome::Undecodable { .. }
+            | RecordOutcome::Failed { .. }
+            | RecordOutcome::NotAttempted
+    )
+}
+
+/// Meters every record of a Kinesis batch, then commits them all at once
+/// (see the module docs for the failure policy). Never fails as a whole:
+/// failures are reported per record.
 pub async fn process_batch<S: UsageStore>(
     store: &S,
     meter: &Meter,
@@ -126,48 +149,67 @@ pub async fn process_batch<S: UsageStore>(
     now: OffsetDateTime,
 ) -> BatchOutcome {
     let mut out = BatchOutcome::default();
-    let mut failed = false;
+    let mut outcomes = Vec::with_capacity(event.records.len());
+    // The metered data messages, and the positions of their records.
+    let mut metered: Vec<MeteredBatch> = Vec::new();
+    let mut in_commit: Vec<usize> = Vec::new();
     for (index, record) in event.records.iter().enumerate() {
         let data: &[u8] = &record.kinesis.data;
-        let outcome = if failed {
-            RecordOutcome::NotAttempted
-        } else if !data.starts_with(&GZIP_MAGIC) {
+        let outcome = if !data.starts_with(&GZIP_MAGIC) {
             RecordOutcome::Undecodable {
                 error: "record data is not gzip (a CloudWatch Logs subscription writes one gzip member per record)".into(),
             }
         } else {
-            match ingest_payload(store, meter, settings, data, now).await {
-                Ok(done) => RecordOutcome::Ingested(done),
-                Err(e @ PayloadError::Decode(_)) => RecordOutcome::Undecodable {
-                    error: e.to_string(),
-                },
-                Err(e) => RecordOutcome::Failed {
-                    retryable: e.is_retryable(),
-                    error: e.to_string(),
+            match meter.meter_payload(data) {
+                Ok(batch) => {
+                    let done = Ingested {
+                        report: report_of_batch(&batch),
+                        skipped: batch.skipped.clone(),
+                    };
+                    if batch.kind == BatchKind::Control {
+                        out.control_messages += 1;
+                    } else {
+                        metered.push(batch);
+                        in_commit.push(index);
+                    }
+                    RecordOutcome::Ingested(done)
+                }
+                Err(e) => RecordOutcome::Undecodable {
+                    error: PayloadError::Decode(e).to_string(),
                 },
             }
         };
-        match &outcome {
-            RecordOutcome::Ingested(done) => {
-                out.report.merge(&done.report);
-                if done.report.control_message {
-                    out.control_messages += 1;
+        if matches!(outcome, RecordOutcome::Undecodable { .. }) {
+            // Reported, but the other records are still committed: see the
+            // module docs.
+            out.undecodable += 1;
+        }
+        outcomes.push(outcome);
+    }
+    out.in_commit = in_commit.len();
+    if !metered.is_empty() {
+        let merged = MeteredBatch::concat(metered);
+        match commit_batch(store, &merged, settings, now).await {
+            Ok(report) => out.report = report,
+            Err(e) => {
+                for (n, &index) in in_commit.iter().enumerate() {
+                    outcomes[index] = if n == 0 {
+                        RecordOutcome::Failed {
+                            retryable: e.is_retryable(),
+                            error: e.to_string(),
+                        }
+                    } else {
+                        RecordOutcome::NotAttempted
+                    };
                 }
             }
-            RecordOutcome::Undecodable { .. } => {
-                // Reported, but later records are still ingested: see the
-                // module docs.
-                out.undecodable += 1;
-                out.reported += 1;
-                out.response
-                    .add_failure(record.kinesis.sequence_number.clone());
-            }
-            RecordOutcome::Failed { .. } | RecordOutcome::NotAttempted => {
-                failed = true;
-                out.reported += 1;
-                out.response
-                    .add_failure(record.kinesis.sequence_number.clone());
-            }
+        }
+    }
+    for (index, (record, outcome)) in event.records.iter().zip(outcomes).enumerate() {
+        if is_reported(&outcome) {
+            out.reported += 1;
+            out.response
+                .add_failure(record.kinesis.sequence_number.clone());
         }
         out.records.push(result_of(index, record, outcome));
     }

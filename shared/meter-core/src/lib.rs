@@ -162,6 +162,54 @@ pub struct MeteredBatch {
     pub duplicates_in_batch: usize,
 }
 
+impl MeteredBatch {
+    /// Several payloads' batches as one, as if their log events had come in
+    /// one payload in this order: a record whose id already appeared in an
+    /// earlier batch is dropped and counted in `duplicates_in_batch`, as
+    /// [`Meter::meter_events`] does within one payload (the first is kept).
+    /// `events`, `skipped` and the batches' own duplicates add up. The kind is
+    /// that of the first batch that is not a control message (`Control` when
+    /// none is): the log group and stream of later batches are not kept, and
+    /// nothing that counts uses them.
+    pub fn concat(batches: impl IntoIterator<Item = MeteredBatch>) -> MeteredBatch {
+        let mut out = MeteredBatch {
+            kind: BatchKind::Control,
+            events: 0,
+            records: Vec::new(),
+            skipped: Vec::new(),
+            duplicates_in_batch: 0,
+        };
+        for b in batches {
+            if out.kind == BatchKind::Control {
+                out.kind = b.kind;
+            }
+            out.events += b.events;
+            out.duplicates_in_batch += b.duplicates_in_batch;
+            out.records.extend(b.records);
+            out.skipped.extend(b.skipped);
+        }
+        let mut keep = vec![true; out.records.len()];
+        {
+            let mut seen: HashSet<&str> = HashSet::with_capacity(out.records.len());
+            for (i, r) in out.records.iter().enumerate() {
+                if !seen.insert(r.record_id.as_str()) {
+                    keep[i] = false;
+                }
+            }
+        }
+        let dropped = keep.iter().filter(|k| !**k).count();
+        if dropped > 0 {
+            out.duplicates_in_batch += dropped;
+            let mut i = 0;
+            out.records.retain(|_| {
+                i += 1;
+                keep[i - 1]
+            });
+        }
+        out
+    }
+}
+
 impl Meter {
     /// A meter with the built-in price table and default settings.
     pub fn with_defaults() -> Meter {
@@ -438,6 +486,43 @@ mod tests {
             .unwrap()
             .tags
             .is_empty());
+    }
+
+    #[test]
+    fn concatenated_batches_keep_the_first_of_a_record_seen_in_two_payloads() {
+        let rec = |id: &str, input: u32| {
+            format!(
+                r#"{{"timestamp":"2026-11-01T10:00:00Z","requestId":"{id}","modelId":"amazon.nova-micro-v1:0","input":{{"inputTokenCount":{input}}}}}"#
+            )
+        };
+        let (a, b, b_again, c) = (rec("a", 1), rec("b", 2), rec("b", 99), rec("c", 3));
+        let m = Meter::with_defaults();
+        let data = |n: &str| BatchKind::Data {
+            owner: "1".into(),
+            log_group: n.into(),
+            log_stream: "s".into(),
+        };
+        let first = m.meter_events(
+            data("first"),
+            &[ev("1", &a), ev("2", &b), ev("3", "not json"), ev("4", &a)],
+        );
+        let control = m.meter_events(BatchKind::Control, &[]);
+        let second = m.meter_events(data("second"), &[ev("5", &b_again), ev("6", &c)]);
+        let all = MeteredBatch::concat([control, first, second]);
+        let ids: Vec<_> = all.records.iter().map(|r| r.record_id.as_str()).collect();
+        assert_eq!(ids, ["r:a", "r:b", "r:c"]);
+        // b from the second payload is dropped: the first one's tokens stay.
+        assert_eq!(all.records[1].counters.input_tokens, 2);
+        assert_eq!(all.events, 6);
+        assert_eq!(all.skipped.len(), 1);
+        // a twice in the first payload, b again in the second.
+        assert_eq!(all.duplicates_in_batch, 2);
+        assert_eq!(
+            all.events,
+            all.records.len() + all.skipped.len() + all.duplicates_in_batch
+        );
+        assert!(matches!(all.kind, BatchKind::Data { ref log_group, .. } if log_group == "first"));
+        assert_eq!(MeteredBatch::concat([]).kind, BatchKind::Control);
     }
 
     #[test]
