@@ -146,7 +146,10 @@ pub async fn read_aggregates(store: &DynamoDbUsageStore) -> BTreeMap<AggKey, Tot
                     .expect("counter present")
             };
             let kind = s("kind");
-            if matches!(kind.as_str(), "marker" | "marker_bucket" | "marker_scheme") {
+            if matches!(
+                kind.as_str(),
+                "marker" | "marker_bucket" | "marker_scheme" | "request_cost"
+            ) {
                 continue;
             }
             let period = if item.contains_key("month") {

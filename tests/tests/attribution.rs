@@ -73,7 +73,12 @@ async fn ingest_at<S: UsageStore>(
     payload: &[u8],
     now: OffsetDateTime,
 ) -> Result<meter_store::IngestReport, String> {
-    ingest_payload(store, meter, &CommitSettings::default(), payload, now)
+    // Per-request costs on: `bedrock-meter cost` reads them.
+    let settings = CommitSettings {
+        request_costs: true,
+        ..CommitSettings::default()
+    };
+    ingest_payload(store, meter, &settings, payload, now)
         .await
         .map(|i| i.report)
         .map_err(|e| e.to_string())
@@ -259,6 +264,7 @@ fn cli(table: &str, args: &[&str], tags: Option<&str>) -> (i32, String, String) 
     let mut c = Command::new(cli_binary());
     c.args(args)
         .env("USAGE_TABLE", table)
+        .env("REQUEST_COSTS", "on")
         .env_remove("RUST_LOG")
         .env_remove("PRICE_TABLE_PATH")
         .stdin(Stdio::null());

@@ -1,11 +1,13 @@
 //! `bedrock-meter cost REQUEST_ID...`: what one request cost, from its
-//! idempotency marker (one GetItem per id).
+//! request-cost item (one or two GetItems per id).
 //!
-//! The marker of a counted invocation carries its user, model, UTC day,
-//! token counts and exact cost (never content). Markers live for
-//! `MARKER_TTL_DAYS` (default 35) after they were written: a marker whose
-//! `expires_at` is past is reported as `expired` even while DynamoDB has not
-//! deleted it yet, and a missing one as `not_found` (never counted, or
+//! With `REQUEST_COSTS=on` the meter keeps, per counted invocation, its
+//! user, model, UTC day, token counts and exact cost (never content); records
+//! counted before the switch to marker buckets have the same in their
+//! per-record marker. They live for `MARKER_TTL_DAYS` (default 35) after
+//! they were written: one whose `expires_at` is past is reported as
+//! `expired` even while DynamoDB has not deleted it yet, and a missing one
+//! as `not_found` (never counted, counted with `REQUEST_COSTS` off, or
 //! already deleted by TTL).
 
 use std::process::ExitCode;
@@ -75,8 +77,9 @@ pub async fn run(store: &DynamoDbUsageStore, args: CostArgs) -> anyhow::Result<E
     let missing = lines.iter().filter(|l| l.status != "found").count();
     if missing > 0 {
         eprintln!(
-            "{missing} of {} request ids have no live marker: markers are kept MARKER_TTL_DAYS \
-             (default 35) days after the invocation was counted",
+            "{missing} of {} request ids have no live request-cost record: they are kept only when \
+             the meter runs with REQUEST_COSTS=on, for MARKER_TTL_DAYS (default 35) days after the \
+             invocation was counted",
             lines.len()
         );
         return Ok(ExitCode::FAILURE);

@@ -59,7 +59,8 @@ enum Command {
     /// per UTC day and model, every gap with its reason (docs/reconcile.md).
     Reconcile(reconcile::ReconcileArgs),
     /// What individual requests cost: user, model, UTC day, tokens and exact
-    /// cost from each request's marker (kept MARKER_TTL_DAYS days).
+    /// cost of each request (kept MARKER_TTL_DAYS days when the meter runs
+    /// with REQUEST_COSTS=on).
     Cost(cost::CostArgs),
 }
 

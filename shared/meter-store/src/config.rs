@@ -26,6 +26,9 @@ pub struct Config {
     /// `ATTRIBUTION_TAGS`: comma-separated `requestMetadata` keys (or
     /// `principal`) each record is also counted under; empty by default.
     pub attribution_tags: Vec<String>,
+    /// `REQUEST_COSTS` (`on`/`off`, default off): keep one item per counted
+    /// request for `bedrock-meter cost` (one more write unit per record).
+    pub request_costs: bool,
 }
 
 /// Most attribution tags: each adds two aggregate updates per record group.
@@ -90,6 +93,7 @@ pub const ALL_SETTINGS: &[&str] = &[
     "PRICE_TABLE_PATH",
     "MAX_DECOMPRESSED_BYTES",
     "ATTRIBUTION_TAGS",
+    "REQUEST_COSTS",
 ];
 
 /// Checks a DynamoDB table name (3-255 characters of `a-z A-Z 0-9 _ - .`);
@@ -172,10 +176,23 @@ impl Config {
             &get("ATTRIBUTION_TAGS").unwrap_or_default(),
             &user_metadata_key,
         )?;
+        let request_costs = match non_empty("REQUEST_COSTS").map(|v| v.to_ascii_lowercase()) {
+            None => false,
+            Some(v) if ["on", "true", "1", "yes"].contains(&v.as_str()) => true,
+            Some(v) if ["off", "false", "0", "no"].contains(&v.as_str()) => false,
+            Some(v) => {
+                return Err(ConfigError::Invalid {
+                    var: "REQUEST_COSTS",
+                    value: v,
+                    expected: "`on` (keep one item per counted request for `bedrock-meter cost`, one more write unit per record) or `off` (the default)",
+                })
+            }
+        };
         Ok(Config {
             table,
             user_metadata_key,
             attribution_tags,
+            request_costs,
             marker_ttl_days,
             price_table_path: non_empty("PRICE_TABLE_PATH").map(PathBuf::from),
             max_decompressed_bytes,
@@ -205,6 +222,7 @@ impl Config {
     pub fn commit_settings(&self) -> CommitSettings {
         CommitSettings {
             marker_ttl_secs: i64::from(self.marker_ttl_days) * 86_400,
+            request_costs: self.request_costs,
             ..CommitSettings::default()
         }
     }

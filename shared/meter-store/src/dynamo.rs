@@ -21,7 +21,7 @@ use meter_core::{Counters, Day, Month, Usd};
 
 use crate::keys;
 use crate::markers::{BucketState, FullBuckets};
-use crate::plan::{PlannedTx, TxItem};
+use crate::plan::{MarkerUsage, PlannedTx, RequestCost, TxItem};
 use crate::store::{CancelReason, ConnInfo, StoreError, TxCommitted, UsageStore};
 
 /// Default table name (`USAGE_TABLE`).
@@ -90,23 +90,17 @@ impl DynamoDbUsageStore {
                     expires_at,
                     usage,
                 } => {
-                    let mut put = Put::builder()
+                    let item = usage_item(
+                        keys,
+                        "marker",
+                        record_id,
+                        ("committed_at", updated_at),
+                        *expires_at,
+                        usage,
+                    );
+                    let put = Put::builder()
                         .table_name(&self.table)
-                        .item("pk", s(&keys.pk))
-                        .item("sk", s(&keys.sk))
-                        .item("kind", s("marker"))
-                        .item("record_id", s(record_id))
-                        .item("committed_at", s(updated_at))
-                        .item(TTL_ATTRIBUTE, n(expires_at.to_string()))
-                        .item("user", s(&usage.user))
-                        .item("model", s(&usage.model))
-                        .item("day", s(&usage.day));
-                    for (name, value) in usage.counters.named_values() {
-                        if name != "invocations" {
-                            put = put.item(name, n(value));
-                        }
-                    }
-                    let put = put
+                        .set_item(Some(item))
                         .condition_expression("attribute_not_exists(pk)")
                         .build()
                         .map_err(build_err)?;
@@ -181,6 +175,38 @@ impl DynamoDbUsageStore {
             .collect()
     }
 }
+
+/// A per-record item with the record's usage (a marker of an earlier
+/// version, or a request-cost item): no content, ids bounded.
+fn usage_item(
+    keys: &keys::ItemKeys,
+    kind: &str,
+    record_id: &str,
+    written: (&str, &str),
+    expires_at: i64,
+    usage: &MarkerUsage,
+) -> HashMap<String, AttributeValue> {
+    let mut item = HashMap::from([
+        ("pk".to_string(), s(&keys.pk)),
+        ("sk".to_string(), s(&keys.sk)),
+        ("kind".to_string(), s(kind)),
+        ("record_id".to_string(), s(record_id)),
+        (written.0.to_string(), s(written.1)),
+        (TTL_ATTRIBUTE.to_string(), n(expires_at.to_string())),
+        ("user".to_string(), s(&usage.user)),
+        ("model".to_string(), s(&usage.model)),
+        ("day".to_string(), s(&usage.day)),
+    ]);
+    for (name, value) in usage.counters.named_values() {
+        if name != "invocations" {
+            item.insert(name.to_string(), n(value));
+        }
+    }
+    item
+}
+
+/// `kind` of a request-cost item.
+pub const REQUEST_COST_KIND: &str = "request_cost";
 
 fn s(v: impl Into<String>) -> AttributeValue {
     AttributeValue::S(v.into())
@@ -331,6 +357,64 @@ impl UsageStore for DynamoDbUsageStore {
 
     fn full_buckets(&self) -> Option<&std::sync::Mutex<FullBuckets>> {
         Some(&self.full)
+    }
+
+    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let written_at = now_rfc3339();
+        let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Permanent {
+            message: format!("could not build request: {e}"),
+            source: Some(Box::new(e)),
+        };
+        for chunk in items.chunks(25) {
+            let mut requests = chunk
+                .iter()
+                .map(|c| {
+                    let item = usage_item(
+                        &c.keys,
+                        REQUEST_COST_KIND,
+                        &c.record_id,
+                        ("written_at", &written_at),
+                        c.expires_at,
+                        &c.usage,
+                    );
+                    Ok(WriteRequest::builder()
+                        .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(build)?)
+                        .build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            // Unprocessed items (throttling) are sent again with backoff.
+            for attempt in 0..8u32 {
+                let out = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| classify_sdk_error(e, &self.table))?;
+                requests = out
+                    .unprocessed_items
+                    .and_then(|mut m| m.remove(&self.table))
+                    .unwrap_or_default();
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Retryable {
+                        message: format!(
+                            "{} request-cost items stayed unprocessed (throttled)",
+                            requests.len()
+                        ),
+                        source: None,
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(
+                    fastrand::u64(0..=(25u64 << attempt.min(6))),
+                ))
+                .await;
+            }
+        }
+        Ok(())
     }
 
     async fn buckets_since(&self, now_epoch: i64) -> Result<i64, StoreError> {
@@ -999,7 +1083,10 @@ fn row_of(item: &HashMap<String, AttributeValue>) -> Option<UsageRow> {
             .unwrap_or(0)
     };
     let kind = text("kind")?;
-    if matches!(kind.as_str(), "marker" | BUCKET_KIND | "marker_scheme") {
+    if matches!(
+        kind.as_str(),
+        "marker" | BUCKET_KIND | "marker_scheme" | REQUEST_COST_KIND
+    ) {
         return None;
     }
     let cost_text = item
@@ -1231,21 +1318,20 @@ impl DynamoDbUsageStore {
         .await
     }
 
-    /// The marker of one record id (`r:<requestId>`): one strongly
-    /// consistent GetItem. `None` when no marker exists.
+    /// What one record id (`r:<requestId>`) cost: its request-cost item
+    /// (`REQUEST_COSTS=on`), else the per-record marker of an earlier
+    /// version; one or two strongly consistent GetItems. `None` when
+    /// neither exists.
     pub async fn marker(&self, record_id: &str) -> Result<Option<MarkerRow>, StoreError> {
-        let k = keys::marker_keys(record_id);
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(k.pk))
-            .key("sk", s(k.sk))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| classify_sdk_error(e, &self.table))?;
-        Ok(out.item().and_then(marker_of))
+        for k in [
+            keys::request_cost_keys(record_id),
+            keys::marker_keys(record_id),
+        ] {
+            if let Some(row) = self.get_item(&k.pk, &k.sk).await?.as_ref().and_then(marker_of) {
+                return Ok(Some(row));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -1282,7 +1368,7 @@ fn marker_of(item: &HashMap<String, AttributeValue>) -> Option<MarkerRow> {
             .and_then(|n| n.parse::<u128>().ok())
             .unwrap_or(0)
     };
-    if text("kind").as_deref() != Some("marker") {
+    if !matches!(text("kind").as_deref(), Some("marker" | REQUEST_COST_KIND)) {
         return None;
     }
     let cost: Usd = item
@@ -1302,7 +1388,7 @@ fn marker_of(item: &HashMap<String, AttributeValue>) -> Option<MarkerRow> {
         cache_write_input_tokens: num("cache_write_input_tokens"),
         unpriced_invocations: num("unpriced_invocations"),
         cost_usd: cost.to_string(),
-        committed_at: text("committed_at"),
+        committed_at: text("committed_at").or_else(|| text("written_at")),
         expires_at: item
             .get(TTL_ATTRIBUTE)
             .and_then(|v| v.as_n().ok())

@@ -43,6 +43,8 @@ pub struct CommitSettings {
     /// The marker scheme (levels, cap). `buckets_since` is overridden by
     /// what the store says ([`UsageStore::buckets_since`]).
     pub markers: MarkerScheme,
+    /// Keep one request-cost item per counted record (`REQUEST_COSTS`).
+    pub request_costs: bool,
 }
 
 impl Default for CommitSettings {
@@ -53,6 +55,7 @@ impl Default for CommitSettings {
             base_backoff: Duration::from_millis(20),
             max_backoff: Duration::from_secs(2),
             markers: MarkerScheme::default(),
+            request_costs: false,
         }
     }
 }
@@ -83,6 +86,9 @@ pub struct IngestReport {
     /// Transactions re-planned at once after a marker bucket's condition
     /// failed (records found counted, or a bucket found full).
     pub replans: usize,
+    /// Request-cost items written (`REQUEST_COSTS=on`; plain writes, one
+    /// unit each under 1 KB).
+    pub request_cost_items: usize,
     /// True for a CloudWatch Logs control message (nothing to count).
     pub control_message: bool,
 }
@@ -115,6 +121,7 @@ impl IngestReport {
         self.write_units += o.write_units;
         self.retries += o.retries;
         self.replans += o.replans;
+        self.request_cost_items += o.request_cost_items;
     }
 }
 
@@ -243,6 +250,17 @@ pub async fn commit_batch<S: UsageStore>(
             pending.push(*r);
             pending_places.push(p);
         }
+    }
+    if settings.request_costs && !pending.is_empty() {
+        // Written before the transactions: idempotent puts of facts about
+        // each record (a redelivery rewrites the same item), so a batch that
+        // fails after them and is delivered again loses none.
+        let costs = crate::plan::request_costs(&pending, ctx.now, settings.marker_ttl_secs);
+        store
+            .put_request_costs(&costs)
+            .await
+            .map_err(IngestError::Store)?;
+        report.request_cost_items += costs.len();
     }
     for group in split_into_groups(&pending, &pending_places, scheme.max_ids_per_write) {
         let members: Vec<&MeteredRecord> = group.iter().map(|&i| pending[i]).collect();

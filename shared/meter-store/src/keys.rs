@@ -152,6 +152,15 @@ pub fn bucket_keys(b: &crate::markers::BucketRef) -> ItemKeys {
     }
 }
 
+/// Keys of the request-cost item of a record: `Q#<record id>`, sort key `Q`.
+pub fn request_cost_keys(record_id: &str) -> ItemKeys {
+    ItemKeys {
+        pk: format!("Q#{}", component(record_id)),
+        sk: "Q".to_string(),
+        gsi1: None,
+    }
+}
+
 /// Keys of the idempotency marker of a record.
 pub fn marker_keys(record_id: &str) -> ItemKeys {
     ItemKeys {

@@ -99,6 +99,38 @@ pub fn bounded_id(raw: &str) -> String {
     s
 }
 
+/// The request-cost item of one record (`REQUEST_COSTS=on`): what
+/// `bedrock-meter cost` reads. A plain write, outside the transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestCost {
+    pub keys: ItemKeys,
+    pub record_id: String,
+    pub expires_at: i64,
+    pub usage: MarkerUsage,
+}
+
+/// The request-cost items of `records`, kept `marker_ttl_secs` like markers.
+pub fn request_costs(
+    records: &[&MeteredRecord],
+    now_epoch: i64,
+    marker_ttl_secs: i64,
+) -> Vec<RequestCost> {
+    records
+        .iter()
+        .map(|r| RequestCost {
+            keys: crate::keys::request_cost_keys(&r.record_id),
+            record_id: r.record_id.clone(),
+            expires_at: now_epoch.saturating_add(marker_ttl_secs),
+            usage: MarkerUsage {
+                user: bounded_id(&r.user),
+                model: bounded_id(&r.model),
+                day: r.day.to_string(),
+                counters: r.counters,
+            },
+        })
+        .collect()
+}
+
 /// A transaction ready to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedTx {

@@ -9,7 +9,7 @@ use meter_core::Counters;
 
 use crate::ingest::IngestError;
 use crate::markers::{BucketState, FullBuckets};
-use crate::plan::{PlannedTx, TxItem};
+use crate::plan::{PlannedTx, RequestCost, TxItem};
 
 /// Why one action of a cancelled transaction failed, in action order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -312,11 +312,22 @@ pub trait UsageStore: Send + Sync {
     /// Records with an earlier timestamp keep per-record markers (the
     /// switch-over from earlier versions, see [`crate::markers`]). The
     /// default (stores that never held per-record markers): none.
+    ///
+    /// (See also [`UsageStore::put_request_costs`].)
     fn buckets_since(
         &self,
         _now_epoch: i64,
     ) -> impl Future<Output = Result<i64, StoreError>> + Send {
         std::future::ready(Ok(i64::MIN))
+    }
+
+    /// Writes request-cost items (plain, idempotent puts). The default
+    /// (stores without them): nothing.
+    fn put_request_costs(
+        &self,
+        _items: &[RequestCost],
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        std::future::ready(Ok(()))
     }
 }
 
@@ -332,6 +343,7 @@ pub struct MemoryAggregate {
 struct MemoryState {
     markers: HashMap<String, i64>,
     buckets: HashMap<String, BucketState>,
+    request_costs: BTreeMap<String, RequestCost>,
     aggregates: BTreeMap<(String, String), MemoryAggregate>,
     faults: VecDeque<StoreError>,
     transactions: usize,
@@ -367,6 +379,11 @@ impl MemoryUsageStore {
         s.markers.len() + s.buckets.values().map(|b| b.ids.len()).sum::<usize>()
     }
 
+    /// Request-cost items by record id.
+    pub fn request_costs(&self) -> BTreeMap<String, RequestCost> {
+        self.lock().request_costs.clone()
+    }
+
     /// Marker buckets by `pk`.
     pub fn buckets(&self) -> HashMap<String, BucketState> {
         self.lock().buckets.clone()
@@ -386,6 +403,17 @@ impl MemoryUsageStore {
 impl UsageStore for MemoryUsageStore {
     fn full_buckets(&self) -> Option<&Mutex<FullBuckets>> {
         Some(&self.full)
+    }
+
+    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
+        let mut s = self.lock();
+        if let Some(fault) = s.faults.pop_front() {
+            return Err(fault);
+        }
+        for i in items {
+            s.request_costs.insert(i.record_id.clone(), i.clone());
+        }
+        Ok(())
     }
 
     async fn transact(&self, tx: &PlannedTx) -> Result<TxCommitted, StoreError> {
