@@ -244,6 +244,26 @@ pub async fn store(config: &Config) -> anyhow::Result<DynamoDbUsageStore> {
     Ok(store)
 }
 
+/// How `init` describes the table's marker switch-over (see
+/// docs/data-model.md, "Marker buckets").
+fn switch_over_line(buckets_since: i64) -> String {
+    if buckets_since <= 0 {
+        return "idempotency markers: marker buckets for every record".to_string();
+    }
+    let at = time::OffsetDateTime::from_unix_timestamp(buckets_since)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_else(|| buckets_since.to_string());
+    format!(
+        "idempotency markers: marker buckets for records logged from {at}; records logged \
+         before keep per-record markers (an earlier version's) until they expire. Stop any \
+         replay or backfill of an earlier version before then"
+    )
+}
+
 /// What this run's command does with the table (set once in `run`).
 static ACCESS: std::sync::OnceLock<Access> = std::sync::OnceLock::new();
 
@@ -273,6 +293,9 @@ async fn init(config: &Config) -> anyhow::Result<ExitCode> {
     }
     if outcome.ttl_enabled && !outcome.created {
         println!("enabled TTL on expires_at");
+    }
+    if !outcome.is_breaking() {
+        println!("{}", switch_over_line(outcome.buckets_since));
     }
     for f in &outcome.findings {
         let level = match f.severity {

@@ -571,6 +571,131 @@ mod tests {
         assert_eq!(r.counted, 10);
     }
 
+    /// A scheme whose capped buckets fill after 3 ids: day, minute, second.
+    fn tiny() -> CommitSettings {
+        CommitSettings {
+            markers: MarkerScheme {
+                levels: vec![
+                    crate::markers::MarkerLevel {
+                        width_secs: 86_400,
+                        slots: 1,
+                    },
+                    crate::markers::MarkerLevel {
+                        width_secs: 60,
+                        slots: 1,
+                    },
+                    crate::markers::MarkerLevel {
+                        width_secs: 1,
+                        slots: 1,
+                    },
+                ],
+                cap: 3,
+                max_ids_per_write: 2,
+                buckets_since: i64::MIN,
+            },
+            ..fast()
+        }
+    }
+
+    #[tokio::test]
+    async fn records_share_marker_buckets_instead_of_one_item_each() {
+        let store = MemoryUsageStore::new();
+        let r = commit_batch(&store, &batch_of(50, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(r.counted, 50);
+        // 50 records over 2 days: the day buckets (8 slots each) take them.
+        let buckets = store.buckets();
+        assert!(buckets.len() <= 16, "{}", buckets.len());
+        assert_eq!(store.marker_count(), 50);
+        assert!(buckets.keys().all(|k| k.starts_with("B#0#")), "{buckets:?}");
+    }
+
+    #[tokio::test]
+    async fn full_buckets_send_records_to_the_next_level_and_each_is_counted_once() {
+        let store = MemoryUsageStore::new();
+        let settings = tiny();
+        let now = OffsetDateTime::now_utc();
+        // Four deliveries that overlap: 0..20, 10..30 twice, 0..40.
+        for (n, offset) in [(20, 0), (20, 10), (20, 10), (40, 0)] {
+            commit_batch(&store, &batch_of(n, offset), &settings, now)
+                .await
+                .unwrap();
+        }
+        assert_eq!(total_invocations(&store, "user_model_day"), 40);
+        assert_eq!(store.marker_count(), 40);
+        let buckets = store.buckets();
+        // Capped levels hold at most cap - 1 + max_ids_per_write ids.
+        for (pk, b) in &buckets {
+            if !pk.starts_with("B#2#") {
+                assert!(b.ids.len() <= 4, "{pk}: {}", b.ids.len());
+            }
+            assert_eq!(b.n as usize, b.ids.len(), "{pk}");
+        }
+        // Every level was used: the day buckets (2 days) filled.
+        for level in 0..3 {
+            assert!(
+                buckets.keys().any(|k| k.starts_with(&format!("B#{level}#"))),
+                "level {level}: {:?}",
+                buckets.keys()
+            );
+        }
+        // No id is in two buckets.
+        let mut all: Vec<u64> = buckets.values().flat_map(|b| b.ids.iter().copied()).collect();
+        let n = all.len();
+        all.sort_unstable();
+        all.dedup();
+        assert_eq!(all.len(), n);
+        // A redelivery of everything counts nothing.
+        let r = commit_batch(&store, &batch_of(40, 0), &settings, now)
+            .await
+            .unwrap();
+        assert_eq!((r.counted, r.duplicates), (0, 40));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_has_not_seen_a_bucket_fill_learns_it_from_the_cancellation() {
+        let a = MemoryUsageStore::new();
+        let settings = tiny();
+        let now = OffsetDateTime::now_utc();
+        commit_batch(&a, &batch_of(12, 0), &settings, now)
+            .await
+            .unwrap();
+        // Forget the full buckets, as a new Lambda instance would.
+        *a.full_buckets().unwrap().lock().unwrap() = FullBuckets::default();
+        let r = commit_batch(&a, &batch_of(24, 0), &settings, now)
+            .await
+            .unwrap();
+        assert_eq!((r.counted, r.duplicates), (12, 12));
+        assert!(r.replans > 0, "{r:?}");
+        assert_eq!(total_invocations(&a, "model_day"), 24);
+    }
+
+    #[tokio::test]
+    async fn request_cost_items_are_written_for_every_counted_record_when_asked() {
+        let store = MemoryUsageStore::new();
+        let on = CommitSettings {
+            request_costs: true,
+            ..fast()
+        };
+        let r = commit_batch(&store, &batch_of(10, 0), &on, OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(r.request_cost_items, 10);
+        let costs = store.request_costs();
+        assert_eq!(costs.len(), 10);
+        let c = &costs["r:req-3"];
+        assert_eq!(c.keys.pk, "Q#r:req-3");
+        assert_eq!(c.usage.counters.input_tokens, 3);
+        assert_eq!(c.usage.user, "user3");
+        // Off (the default): none.
+        let off = MemoryUsageStore::new();
+        commit_batch(&off, &batch_of(10, 0), &fast(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert!(off.request_costs().is_empty());
+    }
+
     #[tokio::test]
     async fn validation_errors_are_not_retried() {
         let store = MemoryUsageStore::new();

@@ -666,6 +666,39 @@ mod tests {
     }
 
     #[test]
+    fn a_full_capped_bucket_with_a_last_write_at_the_limit_stays_under_one_kilobyte() {
+        use crate::markers::{BucketRef, DEFAULT_CAP};
+        // The largest a capped bucket gets: cap - 1 ids, then one write of
+        // the most ids a transaction adds to one bucket.
+        let ids = (DEFAULT_CAP as usize - 1) + DEFAULT_MAX_IDS_PER_WRITE;
+        // The widest key: the largest window and slot numbers.
+        let b = BucketRef {
+            level: 3,
+            window: i64::MAX,
+            slot: u16::MAX,
+        };
+        let keys = crate::keys::bucket_keys(&b);
+        let num = |v: &str| v.trim_start_matches('-').len().div_ceil(2) + 1;
+        // Attribute names plus values, as the adapter writes them (strings
+        // in bytes; a binary set counted at 8 bytes plus 1 per element, more
+        // than DynamoDB charges).
+        let size = "pk".len()
+            + keys.pk.len()
+            + "sk".len()
+            + keys.sk.len()
+            + "kind".len()
+            + "marker_bucket".len()
+            + "ids".len()
+            + ids * 9
+            + "n".len()
+            + num(&ids.to_string())
+            + "expires_at".len()
+            + num(&i64::MAX.to_string());
+        println!("largest capped bucket: {ids} ids, {size} bytes");
+        assert!(size < 1024, "{size}");
+    }
+
+    #[test]
     fn short_ids_are_kept_verbatim_in_the_marker() {
         assert_eq!(bounded_id("alice"), "alice");
         let edge = "a".repeat(MAX_MARKER_ID_BYTES);
