@@ -573,7 +573,7 @@ pub async fn marker_keys(store: &DynamoDbUsageStore) -> std::collections::BTreeS
                         panic!("a marker without a record_id: {item:?}")
                     };
                     assert!(
-                        out.insert(marker_id(meter_store::markers::mark_hash(id).id)),
+                        out.insert(marker_id(meter_store::markers::mark_id(id))),
                         "one record marked twice: {id}"
                     );
                 }
@@ -615,7 +615,7 @@ pub fn marker_pk(r: &Rec) -> String {
         "{}",
         r.request_id
     );
-    marker_id(meter_store::markers::mark_hash(&format!("r:{}", r.request_id)).id)
+    marker_id(meter_store::markers::mark_id(&format!("r:{}", r.request_id)))
 }
 
 /// moto's server on a free 127.0.0.1 port (S3, SNS, SQS, Kinesis for the

@@ -262,7 +262,7 @@ pub async fn commit_batch<S: UsageStore>(
             .map_err(IngestError::Store)?;
         report.request_cost_items += costs.len();
     }
-    for group in split_into_groups(&pending, &pending_places, scheme.max_ids_per_write) {
+    for group in split_into_groups(&pending, &pending_places, &scheme) {
         let members: Vec<&MeteredRecord> = group.iter().map(|&i| pending[i]).collect();
         let places: Vec<Placement> = group.iter().map(|&i| pending_places[i].clone()).collect();
         let mut queue = std::collections::VecDeque::from([(members, places)]);
@@ -272,7 +272,7 @@ pub async fn commit_batch<S: UsageStore>(
                 commit_group(store, &ctx, &mut members, places, &mut report).await?
             {
                 // Re-placed records may no longer fit one transaction.
-                let groups = split_into_groups(&again.0, &again.1, scheme.max_ids_per_write);
+                let groups = split_into_groups(&again.0, &again.1, ctx.scheme);
                 for g in groups.into_iter().rev() {
                     queue.push_front((
                         g.iter().map(|&i| again.0[i]).collect(),
@@ -312,7 +312,10 @@ impl Ctx<'_> {
         let expiry = self.marker_expiry();
         records
             .iter()
-            .map(|r| self.scheme.place(&r.record_id, r.timestamp, &full, expiry))
+            .map(|r| {
+                self.scheme
+                    .place(&r.record_id, &r.user, r.timestamp, &full, expiry)
+            })
             .collect()
     }
 }

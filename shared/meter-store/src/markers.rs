@@ -110,21 +110,38 @@ impl Default for MarkerScheme {
 /// A record's identity in buckets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MarkHash {
-    /// Stored in the bucket's id set (8 bytes, big-endian).
+    /// Stored in the bucket's id set (8 bytes, big-endian): [`mark_id`].
     pub id: u64,
-    /// Chooses the slot at each level.
+    /// Chooses the slot at each level: [`slot_seed`] of the record's user.
     seed: u64,
 }
 
-/// SHA-256 of the record id: the first 8 bytes are the stored id, the next 8
-/// choose slots. Stable across versions and machines.
-pub fn mark_hash(record_id: &str) -> MarkHash {
-    let d = Sha256::digest(record_id.as_bytes());
-    let word = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("8 bytes"));
-    MarkHash {
-        id: word(0),
-        seed: word(8),
+impl MarkHash {
+    pub fn of(record_id: &str, user: &str) -> MarkHash {
+        MarkHash {
+            id: mark_id(record_id),
+            seed: slot_seed(user),
+        }
     }
+}
+
+fn sha_word(text: &str) -> u64 {
+    let d = Sha256::digest(text.as_bytes());
+    u64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
+}
+
+/// A record's mark id: the first 8 bytes of the SHA-256 of its record id.
+/// Stable across versions and machines.
+pub fn mark_id(record_id: &str) -> u64 {
+    sha_word(record_id)
+}
+
+/// The slot seed of a user: the first 8 bytes of the SHA-256 of the user id,
+/// 16 bits per level. Slots follow the user, not the record, so that the
+/// records of the users one transaction holds (transactions group records
+/// by user, for their aggregates) share buckets too.
+pub fn slot_seed(user: &str) -> u64 {
+    sha_word(user)
 }
 
 /// One bucket: a level, a time window at that level, a slot.
@@ -166,11 +183,20 @@ impl MarkerScheme {
         marker_expiry.saturating_add(REFRESH_SLACK_SECS.saturating_mul(below))
     }
 
+    /// The slot of `user` at level 0: the first key by which transactions
+    /// order records, so that records sharing day buckets sit together.
+    pub fn first_slot(&self, user: &str) -> u16 {
+        let l = self.levels[0];
+        ((slot_seed(user) & 0xffff) % u64::from(l.slots.max(1))) as u16
+    }
+
     /// Where a record's marker goes, given the full buckets known so far and
-    /// when a marker written now may expire.
+    /// when a marker written now may expire. The bucket depends on the
+    /// record alone: its id, its user and its timestamp.
     pub fn place(
         &self,
         record_id: &str,
+        user: &str,
         timestamp: i64,
         full: &FullBuckets,
         marker_expiry: i64,
@@ -178,7 +204,7 @@ impl MarkerScheme {
         if timestamp < self.buckets_since {
             return Placement::RecordMarker;
         }
-        let h = mark_hash(record_id);
+        let h = MarkHash::of(record_id, user);
         let mut above: Vec<(BucketRef, i64)> = Vec::new();
         for level in 0..=self.last_level() {
             let b = self.bucket(level, timestamp, h);
@@ -312,14 +338,14 @@ mod tests {
         let s = MarkerScheme::default();
         let mut f = FullBuckets::default();
         let t = 1_793_000_123;
-        let p = s.place("r:a", t, &f, 0);
+        let p = s.place("r:a", "u", t, &f, 0);
         let Placement::Bucket { bucket, touch, .. } = p else {
             panic!("{p:?}")
         };
         assert_eq!((bucket.level, bucket.window), (0, t / 86_400));
         assert!(touch.is_empty());
         f.learn(&s, bucket, full(&[1, 2], s.cap, i64::MAX));
-        let Placement::Bucket { bucket: b1, .. } = s.place("r:a", t, &f, 0) else {
+        let Placement::Bucket { bucket: b1, .. } = s.place("r:a", "u", t, &f, 0) else {
             panic!()
         };
         assert_eq!((b1.level, b1.window), (1, t / 3_600));
@@ -330,20 +356,20 @@ mod tests {
         let s = MarkerScheme::default();
         let mut f = FullBuckets::default();
         let t = 1_793_000_123;
-        let h = mark_hash("r:a");
+        let h = MarkHash::of("r:a", "u");
         f.learn(&s, s.bucket(0, t, h), full(&[h.id], s.cap, i64::MAX));
-        assert_eq!(s.place("r:a", t, &f, 0), Placement::AlreadyMarked);
+        assert_eq!(s.place("r:a", "u", t, &f, 0), Placement::AlreadyMarked);
     }
 
     #[test]
     fn a_bucket_that_is_not_full_is_not_kept() {
         let s = MarkerScheme::default();
         let mut f = FullBuckets::default();
-        let b = s.bucket(0, 0, mark_hash("x"));
+        let b = s.bucket(0, 0, MarkHash::of("x", "u"));
         f.learn(&s, b, full(&[1], s.cap - 1, i64::MAX));
         assert!(f.is_empty());
         // The last level is never "full", whatever it holds.
-        let last = s.bucket(3, 0, mark_hash("x"));
+        let last = s.bucket(3, 0, MarkHash::of("x", "u"));
         f.learn(&s, last, full(&[1], 10_000, i64::MAX));
         assert!(f.is_empty());
     }
@@ -353,20 +379,20 @@ mod tests {
         let s = MarkerScheme::default();
         let mut f = FullBuckets::default();
         let t = 1_793_000_123;
-        let h = mark_hash("r:z");
+        let h = MarkHash::of("r:z", "u");
         for level in 0..3 {
             f.learn(&s, s.bucket(level, t, h), full(&[], s.cap, 100));
         }
         // The full buckets above expire at 100: a marker expiring at 1_000
         // needs all three refreshed, one expiring at 50 none.
-        let p = s.place("r:z", t, &f, 1_000);
+        let p = s.place("r:z", "u", t, &f, 1_000);
         let Placement::Bucket { bucket, touch, .. } = p else {
             panic!("{p:?}")
         };
         assert_eq!((bucket.level, bucket.window), (3, t));
         assert_eq!(touch.len(), 3);
         assert!(
-            matches!(s.place("r:z", t, &f, 50), Placement::Bucket { touch, .. } if touch.is_empty())
+            matches!(s.place("r:z", "u", t, &f, 50), Placement::Bucket { touch, .. } if touch.is_empty())
         );
         // Each level above outlives the one below by the slack.
         assert_eq!(s.expiry(3, 1_000), 1_000);
@@ -380,9 +406,9 @@ mod tests {
             ..MarkerScheme::default()
         };
         let f = FullBuckets::default();
-        assert_eq!(s.place("r:a", 999, &f, 0), Placement::RecordMarker);
+        assert_eq!(s.place("r:a", "u", 999, &f, 0), Placement::RecordMarker);
         assert!(matches!(
-            s.place("r:a", 1_000, &f, 0),
+            s.place("r:a", "u", 1_000, &f, 0),
             Placement::Bucket { .. }
         ));
     }
@@ -392,7 +418,7 @@ mod tests {
         let s = MarkerScheme::default();
         let mut seen: HashSet<(u8, u16)> = HashSet::new();
         for i in 0..2_000 {
-            let h = mark_hash(&format!("r:{i}"));
+            let h = MarkHash::of(&format!("r:{i}"), &format!("user{i}"));
             for level in 0..4 {
                 seen.insert((level, s.bucket(level, 0, h).slot));
             }
@@ -403,7 +429,7 @@ mod tests {
     #[test]
     fn timestamps_before_1970_fall_in_their_own_windows() {
         let s = MarkerScheme::default();
-        let h = mark_hash("r:a");
+        let h = MarkHash::of("r:a", "u");
         assert_eq!(s.bucket(0, -1, h).window, -1);
         assert_eq!(s.bucket(0, 0, h).window, 0);
     }

@@ -177,21 +177,30 @@ fn slots_of<'a>(r: &'a MeteredRecord, i: usize, p: &Placement) -> Vec<Slot<'a>> 
 
 /// Splits records into groups whose transactions fit in
 /// [`MAX_TRANSACTION_ITEMS`] actions and add at most
-/// `max_ids_per_write` ids to one bucket. Deterministic: records are ordered
-/// by (user, day, model, id), so the same records always split the same
-/// way, and records sharing aggregates sit together (fewer writes).
-/// `placements[i]` is where record `i`'s marker goes (never
+/// [`MarkerScheme::max_ids_per_write`] ids to one bucket. Deterministic:
+/// records are ordered by (the user's day-bucket slot, user, day, model, id),
+/// so the same records always split the same way, records sharing
+/// aggregates sit together, and so do users sharing marker buckets (fewer
+/// writes). `placements[i]` is where record `i`'s marker goes (never
 /// [`Placement::AlreadyMarked`]: drop those first). Returns indices into
 /// `records`.
 pub fn split_into_groups(
     records: &[&MeteredRecord],
     placements: &[Placement],
-    max_ids_per_write: usize,
+    scheme: &MarkerScheme,
 ) -> Vec<Vec<usize>> {
+    let max_ids_per_write = scheme.max_ids_per_write;
+    let slots: Vec<u16> = records.iter().map(|r| scheme.first_slot(&r.user)).collect();
     let mut order: Vec<usize> = (0..records.len()).collect();
     order.sort_by(|&a, &b| {
         let (x, y) = (records[a], records[b]);
-        (&x.user, x.day, &x.model, &x.record_id).cmp(&(&y.user, y.day, &y.model, &y.record_id))
+        (slots[a], &x.user, x.day, &x.model, &x.record_id).cmp(&(
+            slots[b],
+            &y.user,
+            y.day,
+            &y.model,
+            &y.record_id,
+        ))
     });
     let mut groups = Vec::new();
     let mut current: Vec<usize> = Vec::new();
@@ -350,13 +359,13 @@ mod tests {
         let f = FullBuckets::default();
         records
             .iter()
-            .map(|r| scheme.place(&r.record_id, r.timestamp, &f, 1))
+            .map(|r| scheme.place(&r.record_id, &r.user, r.timestamp, &f, 1))
             .collect()
     }
 
     fn split(records: &[&MeteredRecord]) -> Vec<Vec<usize>> {
         let p = places_with(&MarkerScheme::default(), records);
-        split_into_groups(records, &p, DEFAULT_MAX_IDS_PER_WRITE)
+        split_into_groups(records, &p, &MarkerScheme::default())
     }
 
     fn tx_of(records: &[&MeteredRecord]) -> PlannedTx {
