@@ -106,13 +106,22 @@ export class BedrockMeterStack extends Stack {
         'tag_month aggregates. Empty counts users and models only. Each key adds about two write ' +
         'units per record group (docs/performance.md).',
     });
+    const requestCosts = new CfnParameter(this, 'RequestCosts', {
+      type: 'String',
+      default: 'off',
+      allowedValues: ['off', 'on'],
+      description:
+        'on: keep one item per counted request (its user, model, day, counts and cost, for ' +
+        'MarkerTtlDays) so that `bedrock-meter cost` can answer what one request id cost; one ' +
+        'more write unit per record. off: per-day totals only.',
+    });
     const markerTtlDays = new CfnParameter(this, 'MarkerTtlDays', {
       type: 'Number',
       default: 35,
       minValue: 1,
       maxValue: 3650,
       description:
-        'Days a per-record idempotency marker is kept (DynamoDB TTL). Must exceed the longest ' +
+        'Days an idempotency marker (and a request-cost item) is kept (DynamoDB TTL). Must exceed the longest ' +
         'redelivery window (Lambda 6 h, CloudWatch Logs 24 h) plus the time a failed batch may ' +
         'wait in the on-failure queue (14 days).',
     });
@@ -153,6 +162,17 @@ export class BedrockMeterStack extends Stack {
       description:
         'Concurrent kinesis-ingest batches per shard (HighVolume true only). Records with the ' +
         'same partition key stay in order either way.',
+    });
+    const kinesisBatchingWindowSeconds = new CfnParameter(this, 'KinesisBatchingWindowSeconds', {
+      type: 'Number',
+      default: 60,
+      minValue: 0,
+      maxValue: 300,
+      description:
+        'Seconds Lambda gathers Kinesis records before invoking kinesis-ingest (HighVolume true ' +
+        'only; up to 1,000 records or 6 MB). Each invocation is one commit, so a longer window ' +
+        'means fewer DynamoDB writes per log event and that much more delay before totals show ' +
+        'it (docs/scale.md).',
     });
     const sourceAccountIds = new CfnParameter(this, 'SourceAccountIds', {
       type: 'CommaDelimitedList',
@@ -260,21 +280,35 @@ export class BedrockMeterStack extends Stack {
       inlinePolicies: {
         ingest: new iam.PolicyDocument({
           statements: [
-            // TransactWriteItems only: Put with a condition (markers) and Update
-            // with ADD (aggregates); a transaction is authorised per item action
-            // (no ConditionCheck item is ever sent; infra/iam_check.py checks).
+            // TransactWriteItems: Put with a condition (per-record markers) and
+            // Update with ADD (aggregates) or a condition (marker buckets); a
+            // transaction is authorised per item action (no ConditionCheck item is
+            // ever sent; infra/iam_check.py checks). The conditional PutItem of the
+            // marker switch-over item (MARKERS), once per table, is a PutItem too.
             new iam.PolicyStatement({
               sid: 'WriteUsage',
               actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
               resources: [table.tableArn],
             }),
-            // The newest stored price table: a GetItem of the pointer at start and
-            // at most every 10 minutes, of a version when it changed.
+            // GetItem on three partitions only: the newest stored price table (the
+            // pointer at start and at most every 10 minutes, a version when it
+            // changed), the marker switch-over item (MARKERS, once at start), and a
+            // marker bucket (B#...) when a cancelled transaction's reason carries no item.
             new iam.PolicyStatement({
-              sid: 'ReadPriceTables',
+              sid: 'ReadPricesAndMarkerState',
               actions: ['dynamodb:GetItem'],
               resources: [table.tableArn],
-              conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['PRICES'] } },
+              conditions: {
+                'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PRICES', 'MARKERS', 'B#*'] },
+              },
+            }),
+            // RequestCosts on: one request-cost item (Q#...) per counted record, 25
+            // to a BatchWriteItem, before the commit.
+            new iam.PolicyStatement({
+              sid: 'WriteRequestCosts',
+              actions: ['dynamodb:BatchWriteItem'],
+              resources: [table.tableArn],
+              conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['Q#*'] } },
             }),
             // Lambda sends failed asynchronous events to the destination with this role.
             new iam.PolicyStatement({
@@ -318,6 +352,7 @@ export class BedrockMeterStack extends Stack {
         USER_METADATA_KEY: userMetadataKey.valueAsString,
         ATTRIBUTION_TAGS: attributionTags.valueAsString,
         MARKER_TTL_DAYS: Token.asString(markerTtlDays.value),
+        REQUEST_COSTS: requestCosts.valueAsString,
         PRICE_TABLE_PATH: priceTablePath.valueAsString,
         MAX_DECOMPRESSED_BYTES: '67108864',
         RUST_LOG: 'info',
@@ -543,19 +578,29 @@ export class BedrockMeterStack extends Stack {
       'bedrock-meter kinesis-ingest function (least privilege)',
       'kinesis-ingest',
       [
-        // The same exactly-once commit as ingest (TransactWriteItems).
+        // The same exactly-once commit as ingest (TransactWriteItems), and the
+        // same conditional PutItem of the switch-over item.
         new iam.PolicyStatement({
           sid: 'WriteUsage',
           actions: ['dynamodb:PutItem', 'dynamodb:UpdateItem'],
           resources: [table.tableArn],
         }),
-        // The newest stored price table: a GetItem of the pointer at start and
-        // at most every 10 minutes, of a version when it changed.
+        // The same reads as ingest: prices, the marker switch-over item, a marker
+        // bucket a cancelled transaction returned no item for.
         new iam.PolicyStatement({
-          sid: 'ReadPriceTables',
+          sid: 'ReadPricesAndMarkerState',
           actions: ['dynamodb:GetItem'],
           resources: [table.tableArn],
-          conditions: { 'ForAllValues:StringEquals': { 'dynamodb:LeadingKeys': ['PRICES'] } },
+          conditions: {
+            'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['PRICES', 'MARKERS', 'B#*'] },
+          },
+        }),
+        // RequestCosts on: the request-cost items, as ingest writes them.
+        new iam.PolicyStatement({
+          sid: 'WriteRequestCosts',
+          actions: ['dynamodb:BatchWriteItem'],
+          resources: [table.tableArn],
+          conditions: { 'ForAllValues:StringLike': { 'dynamodb:LeadingKeys': ['Q#*'] } },
         }),
         // What the event source mapping calls to read the stream (AWS managed
         // key: no KMS grant needed). ListStreams is account-level; granted on the stream only.
@@ -596,19 +641,28 @@ export class BedrockMeterStack extends Stack {
         USER_METADATA_KEY: userMetadataKey.valueAsString,
         ATTRIBUTION_TAGS: attributionTags.valueAsString,
         MARKER_TTL_DAYS: Token.asString(markerTtlDays.value),
+        REQUEST_COSTS: requestCosts.valueAsString,
         PRICE_TABLE_PATH: priceTablePath.valueAsString,
         MAX_DECOMPRESSED_BYTES: '67108864',
         RUST_LOG: 'info',
       },
     );
     onlyIf(kinesisFn, highVolumeOn);
+    // An invocation is a whole batch, one commit (up to 1,000 Kinesis records or
+    // 6 MB, about 100,000 log events): about 4 s of CPU at 256 MB estimated, plus
+    // a few dozen sequential transactions; 120 s keeps a wide margin over that
+    // estimate (reasoning in infra/template.yaml).
+    (kinesisFn.node.defaultChild as lambda.CfnFunction).timeout = 120;
 
     const kinesisMapping = new lambda.CfnEventSourceMapping(this, 'KinesisIngestStreamMapping', {
       functionName: kinesisFn.functionName,
       eventSourceArn: stream.attrArn,
       // From the oldest record kept: nothing delivered before the mapping existed is lost.
       startingPosition: 'TRIM_HORIZON',
-      batchSize: 100,
+      // A whole Lambda batch is one commit: the larger the batch (up to 1,000
+      // records, 6 MB or the window), the fewer DynamoDB writes per log event.
+      batchSize: 1000,
+      maximumBatchingWindowInSeconds: kinesisBatchingWindowSeconds.valueAsNumber,
       parallelizationFactor: parallelizationFactor.valueAsNumber,
       functionResponseTypes: ['ReportBatchItemFailures'],
       bisectBatchOnFunctionError: true,

@@ -670,6 +670,11 @@ impl StreamReader {
     }
 }
 
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
 /// An SDK attribute value in DynamoDB JSON.
 fn av(v: &AttributeValue) -> Value {
     match v {
@@ -679,6 +684,11 @@ fn av(v: &AttributeValue) -> Value {
         AttributeValue::Null(b) => json!({ "NULL": b }),
         AttributeValue::Ss(l) => json!({ "SS": l }),
         AttributeValue::Ns(l) => json!({ "NS": l }),
+        // Marker buckets' id sets: base64, as Lambda's stream events carry them.
+        AttributeValue::B(b) => json!({ "B": b64(b.as_ref()) }),
+        AttributeValue::Bs(l) => {
+            json!({ "BS": l.iter().map(|b| b64(b.as_ref())).collect::<Vec<_>>() })
+        }
         AttributeValue::L(l) => json!({ "L": l.iter().map(av).collect::<Vec<_>>() }),
         AttributeValue::M(m) => {
             json!({ "M": m.iter().map(|(k, v)| (k.clone(), av(v))).collect::<serde_json::Map<_, _>>() })

@@ -655,20 +655,49 @@ impl GateProxy {
     }
 }
 
-/// Marker keys (`pk` of the `Put` items starting `R#`) of a
-/// `TransactWriteItems` body.
+/// The records a `TransactWriteItems` body marks, as
+/// [`integration_tests::marker_keys`] names them (`M#<mark id>`): the ids a
+/// marker bucket update adds (`:ids`), and the record of each per-record
+/// marker `Put` (`R#...`).
 fn marker_keys(body: &[u8]) -> Result<Vec<String>, String> {
+    use base64::Engine as _;
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("transaction body: {e}"))?;
     let items = v["TransactItems"]
         .as_array()
         .ok_or("a transaction without TransactItems")?;
-    Ok(items
-        .iter()
-        .filter_map(|i| i["Put"]["Item"]["pk"]["S"].as_str())
-        .filter(|pk| pk.starts_with("R#"))
-        .map(str::to_string)
-        .collect())
+    let mut out = Vec::new();
+    for i in items {
+        let put = &i["Put"]["Item"];
+        if put["pk"]["S"]
+            .as_str()
+            .is_some_and(|pk| pk.starts_with("R#"))
+        {
+            let id = put["record_id"]["S"]
+                .as_str()
+                .ok_or("a marker without record_id")?;
+            out.push(format!("M#{:016x}", meter_store::markers::mark_id(id)));
+        }
+        let update = &i["Update"];
+        if update["Key"]["pk"]["S"]
+            .as_str()
+            .is_some_and(|pk| pk.starts_with("B#"))
+        {
+            let ids = update["ExpressionAttributeValues"][":ids"]["BS"]
+                .as_array()
+                .ok_or("a bucket update without :ids")?;
+            for b in ids {
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(b.as_str().ok_or("a binary id that is not a string")?)
+                    .map_err(|e| format!("a binary id: {e}"))?;
+                let id: [u8; 8] = bytes
+                    .try_into()
+                    .map_err(|_| "an id of other than 8 bytes")?;
+                out.push(format!("M#{:016x}", u64::from_be_bytes(id)));
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn status_of(answer: &[u8]) -> Option<u16> {
