@@ -615,7 +615,10 @@ pub fn marker_pk(r: &Rec) -> String {
         "{}",
         r.request_id
     );
-    marker_id(meter_store::markers::mark_id(&format!("r:{}", r.request_id)))
+    marker_id(meter_store::markers::mark_id(&format!(
+        "r:{}",
+        r.request_id
+    )))
 }
 
 /// moto's server on a free 127.0.0.1 port (S3, SNS, SQS, Kinesis for the

@@ -379,7 +379,12 @@ impl UsageStore for DynamoDbUsageStore {
                         &c.usage,
                     );
                     Ok(WriteRequest::builder()
-                        .put_request(PutRequest::builder().set_item(Some(item)).build().map_err(build)?)
+                        .put_request(
+                            PutRequest::builder()
+                                .set_item(Some(item))
+                                .build()
+                                .map_err(build)?,
+                        )
                         .build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
@@ -408,9 +413,9 @@ impl UsageStore for DynamoDbUsageStore {
                         source: None,
                     });
                 }
-                tokio::time::sleep(Duration::from_millis(
-                    fastrand::u64(0..=(25u64 << attempt.min(6))),
-                ))
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(
+                    0..=(25u64 << attempt.min(6)),
+                )))
                 .await;
             }
         }
@@ -1327,7 +1332,12 @@ impl DynamoDbUsageStore {
             keys::request_cost_keys(record_id),
             keys::marker_keys(record_id),
         ] {
-            if let Some(row) = self.get_item(&k.pk, &k.sk).await?.as_ref().and_then(marker_of) {
+            if let Some(row) = self
+                .get_item(&k.pk, &k.sk)
+                .await?
+                .as_ref()
+                .and_then(marker_of)
+            {
                 return Ok(Some(row));
             }
         }

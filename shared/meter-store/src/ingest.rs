@@ -638,13 +638,18 @@ mod tests {
         // Every level was used: the day buckets (2 days) filled.
         for level in 0..3 {
             assert!(
-                buckets.keys().any(|k| k.starts_with(&format!("B#{level}#"))),
+                buckets
+                    .keys()
+                    .any(|k| k.starts_with(&format!("B#{level}#"))),
                 "level {level}: {:?}",
                 buckets.keys()
             );
         }
         // No id is in two buckets.
-        let mut all: Vec<u64> = buckets.values().flat_map(|b| b.ids.iter().copied()).collect();
+        let mut all: Vec<u64> = buckets
+            .values()
+            .flat_map(|b| b.ids.iter().copied())
+            .collect();
         let n = all.len();
         all.sort_unstable();
         all.dedup();
