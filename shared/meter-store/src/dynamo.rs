@@ -359,6 +359,14 @@ impl UsageStore for DynamoDbUsageStore {
         Some(&self.full)
     }
 
+    async fn read_bucket(&self, keys: &keys::ItemKeys) -> Result<Option<BucketState>, StoreError> {
+        Ok(self
+            .get_item(&keys.pk, &keys.sk)
+            .await?
+            .as_ref()
+            .map(bucket_state))
+    }
+
     async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
         let written_at = now_rfc3339();

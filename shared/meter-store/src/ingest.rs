@@ -86,6 +86,9 @@ pub struct IngestReport {
     /// Transactions re-planned at once after a marker bucket's condition
     /// failed (records found counted, or a bucket found full).
     pub replans: usize,
+    /// Marker buckets read after this process filled them (strongly
+    /// consistent reads of items under 1 KB: one read unit each).
+    pub bucket_reads: usize,
     /// Request-cost items written (`REQUEST_COSTS=on`; plain writes, one
     /// unit each under 1 KB).
     pub request_cost_items: usize,
@@ -122,6 +125,7 @@ impl IngestReport {
         self.retries += o.retries;
         self.replans += o.replans;
         self.request_cost_items += o.request_cost_items;
+        self.bucket_reads += o.bucket_reads;
     }
 }
 
@@ -262,32 +266,44 @@ pub async fn commit_batch<S: UsageStore>(
             .map_err(IngestError::Store)?;
         report.request_cost_items += costs.len();
     }
-    for group in split_into_groups(&pending, &pending_places, &scheme) {
-        let members: Vec<&MeteredRecord> = group.iter().map(|&i| pending[i]).collect();
-        let places: Vec<Placement> = group.iter().map(|&i| pending_places[i].clone()).collect();
-        let mut queue = std::collections::VecDeque::from([(members, places)]);
-        let mut counted = Vec::new();
-        while let Some((mut members, places)) = queue.pop_front() {
-            if let Some(again) =
-                commit_group(store, &ctx, &mut members, places, &mut report).await?
-            {
-                // Re-placed records may no longer fit one transaction.
-                let groups = split_into_groups(&again.0, &again.1, ctx.scheme);
-                for g in groups.into_iter().rev() {
-                    queue.push_front((
-                        g.iter().map(|&i| again.0[i]).collect(),
-                        g.iter().map(|&i| again.1[i].clone()).collect(),
-                    ));
-                }
-                continue;
+    // Groups are placed again from the cache of full buckets right before
+    // they are sent: a bucket that one group filled sends the records of the
+    // groups after it down a level without a cancelled transaction each.
+    let mut queue: std::collections::VecDeque<Vec<&MeteredRecord>> =
+        split_into_groups(&pending, &pending_places, &scheme)
+            .into_iter()
+            .map(|g| g.iter().map(|&i| pending[i]).collect())
+            .collect();
+    while let Some(mut members) = queue.pop_front() {
+        let mut places = ctx.place(&members);
+        // Found in a bucket that filled since: counted before.
+        let mut idx = 0;
+        members.retain(|_| {
+            idx += 1;
+            places[idx - 1] != Placement::AlreadyMarked
+        });
+        report.duplicates += places.len() - members.len();
+        places.retain(|p| *p != Placement::AlreadyMarked);
+        let groups = split_into_groups(&members, &places, ctx.scheme);
+        if groups.len() > 1 {
+            for g in groups.into_iter().rev() {
+                queue.push_front(g.iter().map(|&i| members[i]).collect());
             }
-            counted.extend(members);
+            continue;
         }
-        for r in &counted {
-            report.counted += 1;
-            if let Some(reason) = &r.unpriced {
-                report.unpriced += 1;
-                *report.unpriced_by_reason.entry(reason.label()).or_default() += 1;
+        if members.is_empty() {
+            continue;
+        }
+        match commit_group(store, &ctx, &mut members, places, &mut report).await? {
+            Some(again) => queue.push_front(again.0),
+            None => {
+                for r in &members {
+                    report.counted += 1;
+                    if let Some(reason) = &r.unpriced {
+                        report.unpriced += 1;
+                        *report.unpriced_by_reason.entry(reason.label()).or_default() += 1;
+                    }
+                }
             }
         }
     }
@@ -359,13 +375,34 @@ async fn commit_group<'r, S: UsageStore>(
                 report.transactions += 1;
                 report.items_written += tx.items.len();
                 report.write_units += done.write_units;
-                let mut full = lock(ctx.full);
-                for item in &tx.items {
-                    if let TxItem::TouchBucket {
-                        bucket, expires_at, ..
-                    } = item
-                    {
-                        full.refreshed(bucket, *expires_at);
+                let mut to_read = Vec::new();
+                {
+                    let mut full = lock(ctx.full);
+                    for item in &tx.items {
+                        match item {
+                            TxItem::TouchBucket {
+                                bucket, expires_at, ..
+                            } => full.refreshed(bucket, *expires_at),
+                            TxItem::AddToBucket {
+                                bucket, ids, keys, ..
+                            } if full.added(ctx.scheme, *bucket, ids.len()) => {
+                                to_read.push((*bucket, keys));
+                            }
+                            _ => {}
+                        }
+                    }
+                }
+                // Buckets this process filled: one read each, so that the
+                // next groups go below them at once.
+                for (bucket, keys) in to_read {
+                    match store.read_bucket(keys).await {
+                        Ok(state) => {
+                            report.bucket_reads += 1;
+                            lock(ctx.full).learn(ctx.scheme, bucket, state);
+                        }
+                        Err(e) => {
+                            tracing::debug!(error = %e, "could not read a full marker bucket")
+                        }
                     }
                 }
                 return Ok(None);
@@ -659,6 +696,19 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((r.counted, r.duplicates), (0, 40));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_fills_a_bucket_reads_it_once_instead_of_being_cancelled() {
+        let store = MemoryUsageStore::new();
+        let r = commit_batch(&store, &batch_of(40, 0), &tiny(), OffsetDateTime::now_utc())
+            .await
+            .unwrap();
+        assert_eq!(r.counted, 40);
+        assert_eq!(r.replans, 0, "{r:?}");
+        assert!(r.bucket_reads > 0, "{r:?}");
+        assert_eq!(r.bucket_reads, store.bucket_reads());
+        assert_eq!(store.marker_count(), 40);
     }
 
     #[tokio::test]

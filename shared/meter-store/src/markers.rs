@@ -265,6 +265,11 @@ pub struct BucketState {
 #[derive(Debug, Default)]
 pub struct FullBuckets {
     map: HashMap<BucketRef, BucketState>,
+    /// Ids this process added to capped buckets it has not seen full: a
+    /// lower bound of their `n`. Once it reaches the cap the bucket is
+    /// certainly full and worth one read (cheaper than the cancelled
+    /// transaction that would otherwise reveal it).
+    added: HashMap<BucketRef, u32>,
 }
 
 /// Beyond this many entries the oldest windows are dropped (they are only an
@@ -287,6 +292,7 @@ impl FullBuckets {
     /// Records what a read of `b` showed: kept if full (and `b` capped),
     /// forgotten otherwise.
     pub fn learn(&mut self, scheme: &MarkerScheme, b: BucketRef, state: Option<BucketState>) {
+        self.added.remove(&b);
         match state {
             Some(s) if scheme.is_capped(b.level) && s.n >= scheme.cap => {
                 if self.map.len() >= MAX_CACHED {
@@ -298,6 +304,22 @@ impl FullBuckets {
                 self.map.remove(&b);
             }
         }
+    }
+
+    /// Notes ids this process added to a capped bucket; true when the bucket
+    /// is now certainly full and not yet known: read it and [`learn`] it.
+    ///
+    /// [`learn`]: FullBuckets::learn
+    pub fn added(&mut self, scheme: &MarkerScheme, b: BucketRef, ids: usize) -> bool {
+        if !scheme.is_capped(b.level) || self.map.contains_key(&b) {
+            return false;
+        }
+        if self.added.len() >= MAX_CACHED {
+            self.added.clear();
+        }
+        let n = self.added.entry(b).or_default();
+        *n = n.saturating_add(ids as u32);
+        *n >= scheme.cap
     }
 
     /// Notes a refreshed expiry.

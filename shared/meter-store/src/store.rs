@@ -8,6 +8,7 @@ use std::sync::Mutex;
 use meter_core::Counters;
 
 use crate::ingest::IngestError;
+use crate::keys::ItemKeys;
 use crate::markers::{BucketState, FullBuckets};
 use crate::plan::{PlannedTx, RequestCost, TxItem};
 
@@ -321,6 +322,16 @@ pub trait UsageStore: Send + Sync {
         std::future::ready(Ok(i64::MIN))
     }
 
+    /// Reads one marker bucket (strongly consistent; `None`: no such item).
+    /// The default (stores that cannot): `None`, so a full bucket is learnt
+    /// from a cancelled transaction instead.
+    fn read_bucket(
+        &self,
+        _keys: &ItemKeys,
+    ) -> impl Future<Output = Result<Option<BucketState>, StoreError>> + Send {
+        std::future::ready(Ok(None))
+    }
+
     /// Writes request-cost items (plain, idempotent puts). The default
     /// (stores without them): nothing.
     fn put_request_costs(
@@ -344,6 +355,7 @@ struct MemoryState {
     markers: HashMap<String, i64>,
     buckets: HashMap<String, BucketState>,
     request_costs: BTreeMap<String, RequestCost>,
+    bucket_reads: usize,
     aggregates: BTreeMap<(String, String), MemoryAggregate>,
     faults: VecDeque<StoreError>,
     transactions: usize,
@@ -379,6 +391,11 @@ impl MemoryUsageStore {
         s.markers.len() + s.buckets.values().map(|b| b.ids.len()).sum::<usize>()
     }
 
+    /// Marker buckets read with [`UsageStore::read_bucket`].
+    pub fn bucket_reads(&self) -> usize {
+        self.lock().bucket_reads
+    }
+
     /// Request-cost items by record id.
     pub fn request_costs(&self) -> BTreeMap<String, RequestCost> {
         self.lock().request_costs.clone()
@@ -403,6 +420,12 @@ impl MemoryUsageStore {
 impl UsageStore for MemoryUsageStore {
     fn full_buckets(&self) -> Option<&Mutex<FullBuckets>> {
         Some(&self.full)
+    }
+
+    async fn read_bucket(&self, keys: &ItemKeys) -> Result<Option<BucketState>, StoreError> {
+        let mut s = self.lock();
+        s.bucket_reads += 1;
+        Ok(s.buckets.get(&keys.pk).cloned())
     }
 
     async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
