@@ -293,7 +293,8 @@ export class BedrockMeterStack extends Stack {
             // GetItem on three partitions only: the newest stored price table (the
             // pointer at start and at most every 10 minutes, a version when it
             // changed), the marker switch-over item (MARKERS, once at start), and a
-            // marker bucket (B#...) when a cancelled transaction's reason carries no item.
+            // marker bucket (B#...) once this process filled it or when a cancelled
+            // transaction's reason carries no item.
             new iam.PolicyStatement({
               sid: 'ReadPricesAndMarkerState',
               actions: ['dynamodb:GetItem'],
@@ -586,7 +587,7 @@ export class BedrockMeterStack extends Stack {
           resources: [table.tableArn],
         }),
         // The same reads as ingest: prices, the marker switch-over item, a marker
-        // bucket a cancelled transaction returned no item for.
+        // bucket this process filled or a cancelled transaction returned no item for.
         new iam.PolicyStatement({
           sid: 'ReadPricesAndMarkerState',
           actions: ['dynamodb:GetItem'],
