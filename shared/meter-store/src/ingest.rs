@@ -266,24 +266,34 @@ pub async fn commit_batch<S: UsageStore>(
             .map_err(IngestError::Store)?;
         report.request_cost_items += costs.len();
     }
-    // Groups are placed again from the cache of full buckets right before
-    // they are sent: a bucket that one group filled sends the records of the
-    // groups after it down a level without a cancelled transaction each.
+    // Whenever this process learns a full bucket, everything still to send
+    // is placed again and split again: the records of a bucket that one
+    // group filled go down a level, and the groups that held them are not
+    // left half empty. Otherwise each group is placed again right before it
+    // is sent.
     let mut queue: std::collections::VecDeque<Vec<&MeteredRecord>> =
         split_into_groups(&pending, &pending_places, &scheme)
             .into_iter()
             .map(|g| g.iter().map(|&i| pending[i]).collect())
             .collect();
-    while let Some(mut members) = queue.pop_front() {
+    let mut generation = lock(full).generation();
+    loop {
+        let now_generation = lock(full).generation();
+        if now_generation != generation {
+            generation = now_generation;
+            let mut rest: Vec<&MeteredRecord> = queue.drain(..).flatten().collect();
+            let mut places = ctx.place(&rest);
+            drop_already_marked(&mut rest, &mut places, &mut report);
+            queue = split_into_groups(&rest, &places, &scheme)
+                .into_iter()
+                .map(|g| g.iter().map(|&i| rest[i]).collect())
+                .collect();
+        }
+        let Some(mut members) = queue.pop_front() else {
+            break;
+        };
         let mut places = ctx.place(&members);
-        // Found in a bucket that filled since: counted before.
-        let mut idx = 0;
-        members.retain(|_| {
-            idx += 1;
-            places[idx - 1] != Placement::AlreadyMarked
-        });
-        report.duplicates += places.len() - members.len();
-        places.retain(|p| *p != Placement::AlreadyMarked);
+        drop_already_marked(&mut members, &mut places, &mut report);
         let groups = split_into_groups(&members, &places, ctx.scheme);
         if groups.len() > 1 {
             for g in groups.into_iter().rev() {
@@ -308,6 +318,21 @@ pub async fn commit_batch<S: UsageStore>(
         }
     }
     Ok(report)
+}
+
+/// Drops the records found in a full bucket (counted before).
+fn drop_already_marked(
+    members: &mut Vec<&MeteredRecord>,
+    places: &mut Vec<Placement>,
+    report: &mut IngestReport,
+) {
+    let mut idx = 0;
+    members.retain(|_| {
+        idx += 1;
+        places[idx - 1] != Placement::AlreadyMarked
+    });
+    report.duplicates += places.len() - members.len();
+    places.retain(|p| *p != Placement::AlreadyMarked);
 }
 
 struct Ctx<'a> {

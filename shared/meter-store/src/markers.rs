@@ -270,6 +270,8 @@ pub struct FullBuckets {
     /// certainly full and worth one read (cheaper than the cancelled
     /// transaction that would otherwise reveal it).
     added: HashMap<BucketRef, u32>,
+    /// Changes whenever a bucket is learnt full or forgotten.
+    generation: u64,
 }
 
 /// Beyond this many entries the oldest windows are dropped (they are only an
@@ -285,6 +287,11 @@ impl FullBuckets {
         self.map.len()
     }
 
+    /// Changes whenever what [`FullBuckets::get`] answers may have changed.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
     }
@@ -298,10 +305,14 @@ impl FullBuckets {
                 if self.map.len() >= MAX_CACHED {
                     self.evict_oldest();
                 }
-                self.map.insert(b, s);
+                if self.map.insert(b, s).is_none() {
+                    self.generation += 1;
+                }
             }
             _ => {
-                self.map.remove(&b);
+                if self.map.remove(&b).is_some() {
+                    self.generation += 1;
+                }
             }
         }
     }
@@ -331,7 +342,11 @@ impl FullBuckets {
 
     /// Drops entries whose expiry has passed.
     pub fn prune(&mut self, now: i64) {
+        let before = self.map.len();
         self.map.retain(|_, s| s.expires_at >= now);
+        if self.map.len() != before {
+            self.generation += 1;
+        }
     }
 
     fn evict_oldest(&mut self) {
@@ -340,6 +355,7 @@ impl FullBuckets {
         for b in keys.into_iter().take(MAX_CACHED / 4) {
             self.map.remove(&b);
         }
+        self.generation += 1;
     }
 }
 
