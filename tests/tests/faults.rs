@@ -353,10 +353,13 @@ async fn each_injected_fault_reaches_the_adapter_as_dynamodb_would_report_it() {
     };
     for (n, kind) in Fault::ALL.into_iter().enumerate() {
         let proxy = FaultProxy::start(upstream_from_env(), plan(1.0, &[kind], n as u64)).await;
+        // The switch-over item is read once per process before any commit;
+        // the faults here are for the commit's own requests.
         let store = DynamoDbUsageStore::new(
             client_through(&proxy, RetryConfig::disabled()).await,
             direct.table(),
-        );
+        )
+        .with_switch_over(0);
         let recs: Vec<Rec> = corpus(3, 2, 1, 100 + n as u64);
         let batch = meter.meter_payload(&envelope(&recs, 1)).expect("meter");
         let markers_before = marker_count(&direct).await;

@@ -19,6 +19,13 @@ async fn main() -> Result<(), Error> {
     let meter = config.meter()?;
     let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
     let store = DynamoDbUsageStore::new(aws_call_log::client(&sdk, "ingest"), &config.table);
+    // The marker switch-over instant (docs/data-model.md): read, or set on a
+    // table that has none, once at start.
+    meter_store::UsageStore::buckets_since(
+        &store,
+        time::OffsetDateTime::now_utc().unix_timestamp(),
+    )
+    .await?;
     let (source, table) = PriceSource::start(
         config.price_table_path.as_deref(),
         store.clone(),

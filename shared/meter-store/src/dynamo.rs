@@ -68,6 +68,14 @@ impl DynamoDbUsageStore {
         &self.table
     }
 
+    /// This store with the table's marker switch-over instant already known
+    /// (tests that inject faults into every request; a caller that has read
+    /// it). Otherwise it is read once, on the first commit.
+    pub fn with_switch_over(self, buckets_since: i64) -> Self {
+        let _ = self.since.set(buckets_since);
+        self
+    }
+
     pub fn client(&self) -> &Client {
         &self.client
     }
