@@ -152,6 +152,19 @@ mod tests {
         }
     }
 
+    /// One batch through [`process_batch`] with the state's store, meter
+    /// and settings, now.
+    async fn run<S: UsageStore>(s: &State<S>, event: &KinesisEvent) -> BatchOutcome {
+        process_batch(
+            &s.store,
+            &s.meter,
+            &s.settings,
+            event,
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    }
+
     fn state<S>(store: S) -> State<S> {
         State {
             store,
@@ -219,14 +232,7 @@ mod tests {
     async fn the_fixture_counts_every_decodable_record_and_reports_only_the_corrupt_one() {
         let s = state(MemoryUsageStore::new());
         let event = fixture();
-        let outcome = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let outcome = run(&s, &event).await;
         assert_eq!(outcome.records.len(), 6);
         assert_eq!((outcome.undecodable, outcome.reported), (1, 1));
         assert!(matches!(
@@ -265,14 +271,7 @@ mod tests {
             .map(|n| scenario(n).0)
             .sum();
         for attempt in 0..3 {
-            let again = process_batch(
-                &s.store,
-                &s.meter,
-                &s.settings,
-                &retry,
-                OffsetDateTime::now_utc(),
-            )
-            .await;
+            let again = run(&s, &retry).await;
             assert_eq!(failures(&again.response), sequence_numbers(&retry, 0)[..1]);
             assert_eq!(again.report.counted, 0, "retry {attempt}");
             assert_eq!(again.report.duplicates, after, "retry {attempt}");
@@ -285,14 +284,7 @@ mod tests {
         let s = state(MemoryUsageStore::new());
         let event = fixture();
         handle(&s, &event, "1").await.unwrap();
-        let again = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let again = run(&s, &event).await;
         assert_eq!(again.report.counted, 0);
         assert_eq!(again.report.duplicates, good_records());
         assert_eq!(s.store.marker_count(), good_records());
@@ -324,14 +316,7 @@ mod tests {
             retryable: true,
         });
         let event = fixture();
-        let outcome = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let outcome = run(&s, &event).await;
         // The whole batch is one commit: every record in it goes back with
         // the corrupt one; Lambda resumes at record 0.
         assert_eq!(
@@ -360,14 +345,7 @@ mod tests {
         // once; only the corrupt record is reported again.
         s.store.armed.store(false, Ordering::SeqCst);
         let before = s.store.inner.marker_count();
-        let again = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let again = run(&s, &event).await;
         assert_eq!(
             failures(&again.response),
             sequence_numbers(&event, CORRUPT)[..1]
@@ -391,14 +369,7 @@ mod tests {
             retryable: false,
         });
         let event = fixture();
-        let outcome = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let outcome = run(&s, &event).await;
         assert_eq!(
             failures(&outcome.response),
             all_but_the_control_message(&event)
@@ -423,14 +394,7 @@ mod tests {
         let mut event = fixture();
         event.records.truncate(1);
         event.records[0].kinesis.data.0 = br#"{"messageType":"DATA_MESSAGE"}"#.to_vec();
-        let outcome = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let outcome = run(&s, &event).await;
         assert_eq!((outcome.undecodable, outcome.reported), (1, 1));
         assert_eq!(failures(&outcome.response), sequence_numbers(&event, 0));
         assert_eq!(s.store.transactions(), 0);
@@ -549,14 +513,7 @@ mod tests {
             data_message(&r2),
         ]);
         let s = state(MemoryUsageStore::new());
-        let outcome = process_batch(
-            &s.store,
-            &s.meter,
-            &s.settings,
-            &event,
-            OffsetDateTime::now_utc(),
-        )
-        .await;
+        let outcome = run(&s, &event).await;
         assert!(outcome.response.batch_item_failures.is_empty());
         let r = &outcome.report;
         assert_eq!(
