@@ -56,7 +56,7 @@ use anyhow::{bail, Context, Result};
 use aws_lambda_events::event::kinesis::KinesisEvent;
 use base64::Engine as _;
 use integration_tests::{fresh_store, local_client, marker_count, read_aggregates, AggKey, Totals};
-use meter_core::{Counters, Meter};
+use meter_core::Counters;
 use meter_store::keys::ItemKeys;
 use meter_store::markers::FullBuckets;
 use meter_store::plan::{MarkerUsage, PlannedTx, RequestCost, TxItem};
@@ -565,7 +565,11 @@ async fn run(
         scheme,
         state: Mutex::default(),
     };
-    let meter = Meter::with_defaults();
+    // ATTRIBUTION_TAGS from the environment, as the functions read it.
+    let meter = meter_store::Config::from_env_using(&["ATTRIBUTION_TAGS"])
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .meter()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
     let settings = CommitSettings {
         request_costs,
         ..CommitSettings::default()
