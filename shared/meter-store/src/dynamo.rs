@@ -375,8 +375,9 @@ impl UsageStore for DynamoDbUsageStore {
             .map(bucket_state))
     }
 
-    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
+    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<f64, StoreError> {
         use aws_sdk_dynamodb::types::{PutRequest, WriteRequest};
+        let mut units = 0.0;
         let written_at = now_rfc3339();
         let build = |e: aws_sdk_dynamodb::error::BuildError| StoreError::Permanent {
             message: format!("could not build request: {e}"),
@@ -410,9 +411,15 @@ impl UsageStore for DynamoDbUsageStore {
                     .client
                     .batch_write_item()
                     .request_items(&self.table, requests)
+                    .return_consumed_capacity(ReturnConsumedCapacity::Total)
                     .send()
                     .await
                     .map_err(|e| classify_sdk_error(e, &self.table))?;
+                units += out
+                    .consumed_capacity()
+                    .iter()
+                    .filter_map(|c| c.capacity_units())
+                    .sum::<f64>();
                 requests = out
                     .unprocessed_items
                     .and_then(|mut m| m.remove(&self.table))
@@ -435,7 +442,7 @@ impl UsageStore for DynamoDbUsageStore {
                 .await;
             }
         }
-        Ok(())
+        Ok(units)
     }
 
     async fn buckets_since(&self, now_epoch: i64) -> Result<i64, StoreError> {

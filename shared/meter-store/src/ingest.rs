@@ -79,7 +79,8 @@ pub struct IngestReport {
     pub transactions: usize,
     /// Items written by committed transactions (markers plus aggregates).
     pub items_written: usize,
-    /// Write capacity units consumed (from `ConsumedCapacity`).
+    /// Write capacity units consumed (from `ConsumedCapacity`): the
+    /// transactions' and the request-cost items'.
     pub write_units: f64,
     /// Transactions re-sent after a conflict, throttle or transient error.
     pub retries: usize,
@@ -260,7 +261,7 @@ pub async fn commit_batch<S: UsageStore>(
         // each record (a redelivery rewrites the same item), so a batch that
         // fails after them and is delivered again loses none.
         let costs = crate::plan::request_costs(&pending, ctx.now, settings.marker_ttl_secs);
-        store
+        report.write_units += store
             .put_request_costs(&costs)
             .await
             .map_err(IngestError::Store)?;
@@ -765,6 +766,9 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(r.request_cost_items, 10);
+        // Their units are reported with the transactions' (the memory store
+        // charges 2 a transactional item, 1 a plain put).
+        assert_eq!(r.write_units, (2 * r.items_written + 10) as f64);
         let costs = store.request_costs();
         assert_eq!(costs.len(), 10);
         let c = &costs["r:req-3"];

@@ -332,13 +332,14 @@ pub trait UsageStore: Send + Sync {
         std::future::ready(Ok(None))
     }
 
-    /// Writes request-cost items (plain, idempotent puts). The default
-    /// (stores without them): nothing.
+    /// Writes request-cost items (plain, idempotent puts); returns the write
+    /// units consumed (from `ConsumedCapacity`). The default (stores without
+    /// them): nothing.
     fn put_request_costs(
         &self,
         _items: &[RequestCost],
-    ) -> impl Future<Output = Result<(), StoreError>> + Send {
-        std::future::ready(Ok(()))
+    ) -> impl Future<Output = Result<f64, StoreError>> + Send {
+        std::future::ready(Ok(0.0))
     }
 }
 
@@ -428,7 +429,7 @@ impl UsageStore for MemoryUsageStore {
         Ok(s.buckets.get(&keys.pk).cloned())
     }
 
-    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
+    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<f64, StoreError> {
         let mut s = self.lock();
         if let Some(fault) = s.faults.pop_front() {
             return Err(fault);
@@ -436,7 +437,8 @@ impl UsageStore for MemoryUsageStore {
         for i in items {
             s.request_costs.insert(i.record_id.clone(), i.clone());
         }
-        Ok(())
+        // Plain writes of items under 1 KB: one unit each.
+        Ok(items.len() as f64)
     }
 
     async fn transact(&self, tx: &PlannedTx) -> Result<TxCommitted, StoreError> {

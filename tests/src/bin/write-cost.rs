@@ -387,9 +387,9 @@ impl UsageStore for Measured {
         self.inner.read_bucket(keys).await
     }
 
-    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<(), StoreError> {
+    async fn put_request_costs(&self, items: &[RequestCost]) -> Result<f64, StoreError> {
         let written_at = rfc3339_seconds(OffsetDateTime::now_utc());
-        self.inner.put_request_costs(items).await?;
+        let units = self.inner.put_request_costs(items).await?;
         let mut st = self.lock();
         for c in items {
             let size = usage_item_size(
@@ -404,7 +404,7 @@ impl UsageStore for Measured {
             // A plain (not transactional) write: 1 unit per started KB.
             st.tally.request_cost_units += size.div_ceil(1024).max(1) as u64;
         }
-        Ok(())
+        Ok(units)
     }
 
     async fn buckets_since(&self, now_epoch: i64) -> Result<i64, StoreError> {
