@@ -134,58 +134,15 @@ fn render(lines: &[CostLine], format: Format) -> String {
             }
         }
         Format::Csv => {
-            out.push_str(&HEADERS.join(","));
-            out.push('\n');
-            for l in lines {
-                let row: Vec<String> = cells(l).iter().map(|c| csv_field(c)).collect();
-                out.push_str(&row.join(","));
-                out.push('\n');
-            }
+            let rows: Vec<Vec<String>> = lines.iter().map(cells).collect();
+            out.push_str(&crate::table::csv(&HEADERS, &rows));
         }
         Format::Table => {
-            let all: Vec<Vec<String>> = lines.iter().map(cells).collect();
-            let mut widths: Vec<usize> = HEADERS.iter().map(|h| h.len()).collect();
-            for row in &all {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count().min(60));
-                }
-            }
-            let line = |cols: &[String]| {
-                cols.iter()
-                    .zip(&widths)
-                    .map(|(c, w)| {
-                        let c: String = c.chars().take(60).collect();
-                        format!("{c:<w$}")
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-                    .trim_end()
-                    .to_string()
-            };
-            out.push_str(&line(&HEADERS.map(String::from)));
-            out.push('\n');
-            for row in &all {
-                out.push_str(&line(row));
-                out.push('\n');
-            }
+            let rows: Vec<Vec<String>> = lines.iter().map(cells).collect();
+            out.push_str(&crate::table::text(&HEADERS, &rows, usize::MAX));
         }
     }
     out
-}
-
-/// One CSV cell; caller-controlled ids that a spreadsheet would run as a
-/// formula get a leading `'`.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
 }
 
 #[cfg(test)]

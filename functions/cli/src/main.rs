@@ -10,6 +10,7 @@ mod reconcile;
 mod redrive;
 mod replay;
 mod report;
+mod table;
 
 use std::process::ExitCode;
 

@@ -652,64 +652,15 @@ fn render(rows: &[UsageRow], format: Format) -> String {
             }
         }
         Format::Csv => {
-            out.push_str(&headers.join(","));
-            out.push('\n');
-            for r in rows {
-                let row: Vec<String> = cells(r, tags).iter().map(|c| csv_field(c)).collect();
-                out.push_str(&row.join(","));
-                out.push('\n');
-            }
+            let all: Vec<Vec<String>> = rows.iter().map(|r| cells(r, tags)).collect();
+            out.push_str(&crate::table::csv(headers, &all));
         }
         Format::Table => {
             let all: Vec<Vec<String>> = rows.iter().map(|r| cells(r, tags)).collect();
-            let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
-            for row in &all {
-                for (w, c) in widths.iter_mut().zip(row) {
-                    *w = (*w).max(c.chars().count().min(60));
-                }
-            }
-            let line = |cols: &[String]| {
-                cols.iter()
-                    .zip(widths.iter().copied())
-                    .enumerate()
-                    .map(|(i, (c, w))| {
-                        let c: String = c.chars().take(60).collect();
-                        if i >= numeric_from {
-                            format!("{c:>w$}")
-                        } else {
-                            format!("{c:<w$}")
-                        }
-                    })
-                    .collect::<Vec<_>>()
-                    .join("  ")
-            };
-            out.push_str(&line(
-                &headers.iter().map(|h| h.to_string()).collect::<Vec<_>>(),
-            ));
-            out.push('\n');
-            for row in &all {
-                out.push_str(&line(row));
-                out.push('\n');
-            }
+            out.push_str(&crate::table::text(headers, &all, numeric_from));
         }
     }
     out
-}
-
-/// One CSV cell. User and model ids are caller-controlled: a cell a
-/// spreadsheet would run as a formula (starting with `=`, `+`, `-`, `@`, tab
-/// or CR) gets a leading `'`, then the usual quoting.
-fn csv_field(s: &str) -> String {
-    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
-        format!("'{s}")
-    } else {
-        s.to_string()
-    };
-    if s.contains([',', '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s
-    }
 }
 
 /// Prints aggregates computed locally (`replay --dry-run`) like stored rows.
@@ -769,26 +720,4 @@ pub fn print_aggregates(aggs: &[(AggregateKey<'_>, Counters)], format: Format) {
         })
         .collect();
     print_rows(&rows, format);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn csv_cells_a_spreadsheet_would_run_as_formulas_are_neutralised() {
-        for (raw, want) in [
-            ("=HYPERLINK(\"x\")", "\"'=HYPERLINK(\"\"x\"\")\""),
-            ("+1", "'+1"),
-            ("-2+3", "'-2+3"),
-            ("@SUM(A1)", "'@SUM(A1)"),
-            ("\tx", "'\tx"),
-            ("\rx", "\"'\rx\""),
-            ("alice", "alice"),
-            ("a,b", "\"a,b\""),
-            ("0.0165", "0.0165"),
-        ] {
-            assert_eq!(csv_field(raw), want, "{raw:?}");
-        }
-    }
 }

@@ -306,7 +306,7 @@ pub async fn commit_batch<S: UsageStore>(
             continue;
         }
         match commit_group(store, &ctx, &mut members, places, &mut report).await? {
-            Some(again) => queue.push_front(again.0),
+            Some(again) => queue.push_front(again),
             None => {
                 for r in &members {
                     report.counted += 1;
@@ -374,18 +374,16 @@ fn lock(m: &std::sync::Mutex<FullBuckets>) -> std::sync::MutexGuard<'_, FullBuck
 /// batch (retryable).
 const MAX_REPLANS: usize = 64;
 
-/// Records re-placed after a bucket's condition failed, to be split again.
-type Replanned<'r> = (Vec<&'r MeteredRecord>, Vec<Placement>);
-
 /// Commits one group; on `Ok(None)` `members` holds the records counted
-/// now; `Ok(Some(..))` hands back the records still to commit, re-placed.
+/// now; `Ok(Some(..))` hands back the records still to commit after a
+/// bucket's condition failed, to be placed and split again.
 async fn commit_group<'r, S: UsageStore>(
     store: &S,
     ctx: &Ctx<'_>,
     members: &mut Vec<&'r MeteredRecord>,
-    mut places: Vec<Placement>,
+    places: Vec<Placement>,
     report: &mut IngestReport,
-) -> Result<Option<Replanned<'r>>, IngestError> {
+) -> Result<Option<Vec<&'r MeteredRecord>>, IngestError> {
     let settings = ctx.settings;
     let mut attempt = 0u32;
     while !members.is_empty() {
@@ -467,25 +465,15 @@ async fn commit_group<'r, S: UsageStore>(
             }
             let dropped = already.iter().filter(|a| **a).count();
             if dropped > 0 || learned {
-                // Counted before: drop them; full buckets: re-place.
+                // Counted before: drop them. The rest goes back to the caller,
+                // which places it again (a bucket learnt full sends its
+                // records down a level) and splits it again.
                 report.duplicates += dropped;
                 let mut idx = 0;
                 members.retain(|_| {
                     idx += 1;
                     !already[idx - 1]
                 });
-                places = ctx.place(members);
-                let mut idx = 0;
-                members.retain(|_| {
-                    idx += 1;
-                    places[idx - 1] != Placement::AlreadyMarked
-                });
-                let found = places
-                    .iter()
-                    .filter(|p| **p == Placement::AlreadyMarked)
-                    .count();
-                report.duplicates += found;
-                places.retain(|p| *p != Placement::AlreadyMarked);
                 report.replans += 1;
                 if report.replans > ctx.max_replans {
                     return Err(IngestError::RetriesExhausted {
@@ -493,10 +481,7 @@ async fn commit_group<'r, S: UsageStore>(
                         source: err,
                     });
                 }
-                if members.is_empty() {
-                    return Ok(None);
-                }
-                return Ok(Some((std::mem::take(members), places)));
+                return Ok(Some(std::mem::take(members)));
             }
             let transient = reasons.iter().all(|r| {
                 matches!(
